@@ -1,0 +1,1 @@
+//! Configuration from environment variables and command-line flags. (Stub.)

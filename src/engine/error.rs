@@ -1,0 +1,31 @@
+//! The engine's error type: one variant per thing a caller can act on. The HTTP and
+//! WebSocket layers map these to status codes and stable `code` strings in one place each.
+
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("queue name is invalid: {0}")]
+    InvalidQueueName(String),
+    #[error("queue '{0}' not found")]
+    QueueNotFound(String),
+    #[error("queue '{0}' already exists")]
+    QueueExists(String),
+    #[error("duplicate payload rejected")]
+    DuplicatePayload,
+    #[error("invalid priority: {0}")]
+    InvalidPriority(String),
+    #[error("invalid timeout: {0}")]
+    InvalidTimeout(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("message not locked by this consumer")]
+    NotLocked,
+    #[error("lock token does not match the current delivery")]
+    StaleLock,
+    #[error("queue '{0}' is full")]
+    QueueFull(String),
+    #[error("storage unavailable: {0}")]
+    StorageUnavailable(String),
+}

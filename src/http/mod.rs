@@ -1,0 +1,1 @@
+//! The HTTP API. (Stub: owned by the HTTP work.)
