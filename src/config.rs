@@ -1,1 +1,196 @@
-//! Configuration from environment variables and command-line flags. (Stub.)
+//! Configuration: every setting is an environment variable and the matching command-line
+//! flag (the flag wins). `qrusty --help` lists them with their defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::wal::{FsyncPolicy, RecoveryMode};
+
+/// Where the server keeps its data, as written in `STORAGE_MODE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageMode {
+    /// The write-ahead log under `DATA_PATH`.
+    Wal,
+    /// Written `rocksdb` (the 0.15.0 name): the write-ahead log, announced at startup.
+    RocksdbAlias,
+    /// Nothing survives a restart.
+    Memory,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Recovery {
+    Strict,
+    Truncate,
+}
+
+impl From<Recovery> for RecoveryMode {
+    fn from(r: Recovery) -> Self {
+        match r {
+            Recovery::Strict => RecoveryMode::Strict,
+            Recovery::Truncate => RecoveryMode::Truncate,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Qrusty: a durable priority-queue server.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "qrusty", version, about, max_term_width = 100)]
+pub struct Config {
+    /// Address for HTTP, WebSocket and the web UI.
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:6784")]
+    pub bind_addr: SocketAddr,
+
+    /// Directory of the write-ahead log; created if missing.
+    #[arg(long, env = "DATA_PATH", default_value = "./data")]
+    pub data_path: PathBuf,
+
+    /// wal | memory (rocksdb is accepted as another name for wal).
+    #[arg(long, env = "STORAGE_MODE", default_value = "wal", value_parser = parse_storage_mode)]
+    pub storage_mode: StorageMode,
+
+    /// When a write counts as durable: always | interval:<ms> | never.
+    #[arg(long = "fsync", env = "QRUSTY_FSYNC", default_value = "always", value_parser = parse_fsync)]
+    pub fsync: FsyncPolicy,
+
+    /// Log segment size at which a new segment starts, in bytes (at least 4096).
+    #[arg(
+        long,
+        env = "QRUSTY_SEGMENT_BYTES",
+        default_value_t = 64 * 1024 * 1024,
+        value_parser = clap::value_parser!(u64).range(4096..)
+    )]
+    pub segment_bytes: u64,
+
+    /// What startup does with a damaged record that valid records follow.
+    #[arg(long, env = "QRUSTY_RECOVERY", value_enum, default_value_t = Recovery::Strict)]
+    pub recovery: Recovery,
+
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    #[arg(
+        long,
+        env = "QRUSTY_MAX_BODY_BYTES",
+        default_value_t = 2 * 1024 * 1024,
+        value_parser = parse_body_limit
+    )]
+    pub max_body_bytes: usize,
+
+    /// When set, every route but /health needs `Authorization: Bearer <token>`.
+    #[arg(long, env = "QRUSTY_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Most queues that may exist at once; 0 means no limit.
+    #[arg(long, env = "QRUSTY_MAX_QUEUES", default_value_t = 0)]
+    pub max_queues: usize,
+
+    /// Most messages one queue may hold; 0 means no limit. Publishing beyond it gets 507.
+    #[arg(long, env = "QRUSTY_MAX_MESSAGES_PER_QUEUE", default_value_t = 0)]
+    pub max_messages_per_queue: usize,
+
+    /// Log filter in tracing's syntax, e.g. `info` or `qrusty=debug,warp=info`.
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    pub rust_log: String,
+
+    /// Log line format.
+    #[arg(long, env = "QRUSTY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Serve the web UI from this directory instead of the files built into the binary.
+    #[arg(long, env = "WEBUI_DIR")]
+    pub webui_dir: Option<PathBuf>,
+
+    /// Seconds between WebSocket pings.
+    #[arg(long, env = "WS_PING_INTERVAL_SECS", default_value_t = 30)]
+    pub ws_ping_interval_secs: u64,
+
+    /// Extra seconds a silent WebSocket client gets before it is closed.
+    #[arg(long, env = "WS_PING_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_ping_timeout_secs: u64,
+}
+
+impl Config {
+    pub fn ws_ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ws_ping_interval_secs)
+    }
+
+    pub fn ws_ping_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_ping_timeout_secs)
+    }
+}
+
+fn parse_storage_mode(value: &str) -> Result<StorageMode, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "wal" => Ok(StorageMode::Wal),
+        "rocksdb" => Ok(StorageMode::RocksdbAlias),
+        "memory" => Ok(StorageMode::Memory),
+        _ => Err(format!("'{value}' is not a storage mode; use wal or memory")),
+    }
+}
+
+fn parse_fsync(value: &str) -> Result<FsyncPolicy, String> {
+    let value = value.trim();
+    match value {
+        "always" => return Ok(FsyncPolicy::Always),
+        "never" => return Ok(FsyncPolicy::Never),
+        _ => {}
+    }
+    let ms = value
+        .strip_prefix("interval:")
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| {
+            format!("'{value}' is not an fsync policy; use always, never or interval:<ms>")
+        })?;
+    Ok(FsyncPolicy::Interval(Duration::from_millis(ms)))
+}
+
+fn parse_body_limit(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1024 => Ok(n),
+        _ => Err(format!("'{value}' is not a body limit; give a number of bytes, at least 1024")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("qrusty").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let cfg = parse(&["--storage-mode", "memory", "--fsync", "interval:250"]).unwrap();
+        assert_eq!(cfg.storage_mode, StorageMode::Memory);
+        assert_eq!(cfg.fsync, FsyncPolicy::Interval(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn rocksdb_is_an_alias_and_unknown_modes_are_refused() {
+        assert_eq!(parse_storage_mode("rocksdb"), Ok(StorageMode::RocksdbAlias));
+        assert!(parse(&["--storage-mode", "sqlite"]).is_err());
+    }
+
+    #[test]
+    fn bad_fsync_policies_are_refused() {
+        for bad in ["sometimes", "interval:", "interval:0", "interval:x"] {
+            assert!(parse_fsync(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_fsync("never"), Ok(FsyncPolicy::Never));
+    }
+
+    #[test]
+    fn tiny_segments_and_body_limits_are_refused() {
+        assert!(parse(&["--segment-bytes", "100"]).is_err());
+        assert!(parse(&["--max-body-bytes", "10"]).is_err());
+    }
+}
