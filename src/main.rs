@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use qrusty::clock::SystemClock;
 use qrusty::config::{Config, LogFormat, StorageMode};
 use qrusty::engine::{Engine, EngineOptions, StorageConfig};
 use qrusty::server::{self, ServerConfig};
@@ -93,12 +92,10 @@ fn engine_options(cfg: &Config) -> EngineOptions {
         "starting qrusty {}",
         env!("CARGO_PKG_VERSION")
     );
-    EngineOptions {
-        storage,
-        clock: Arc::new(SystemClock),
-        max_queues: cfg.max_queues,
-        max_messages_per_queue: cfg.max_messages_per_queue,
-    }
+    let mut opts = EngineOptions::new(storage);
+    opts.max_queues = cfg.max_queues;
+    opts.max_messages_per_queue = cfg.max_messages_per_queue;
+    opts
 }
 
 /// Resolves with the name of the first SIGTERM or SIGINT.
