@@ -1,5 +1,6 @@
 //! Delivery: consume (single, batch, long poll), ack, nack, renew and their batch forms.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -173,14 +174,23 @@ pub async fn renew(engine: &Engine, req: ApiRequest) -> HandlerResult {
 pub async fn ack_batch(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0).to_owned();
     let body: BatchBody = req.json().await?;
-    let out = engine.ack_batch(&queue, &body.consumer_id, &body.message_ids).await?;
+    let mut out = engine.ack_batch(&queue, &body.consumer_id, &body.message_ids).await?;
+
+    // The contract lists an id that was acked once and repeated in the request only under
+    // `acked`; the engine reports the repetition as not found too.
+    let acked: HashSet<&String> = out.acked.iter().collect();
+    out.not_found.retain(|id| !acked.contains(id));
     Ok(json_reply(&AckBatchReply { acked: out.acked, not_found: out.not_found }))
 }
 
 pub async fn nack_batch(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0).to_owned();
     let body: BatchBody = req.json().await?;
-    let out = engine.nack_batch(&queue, &body.consumer_id, &body.message_ids).await?;
+    let mut out = engine.nack_batch(&queue, &body.consumer_id, &body.message_ids).await?;
+
+    // As for ack-batch: a repeated id that was nacked once is not also "not found".
+    let nacked: HashSet<&String> = out.unlocked.iter().chain(&out.dead_lettered).collect();
+    out.not_found.retain(|id| !nacked.contains(id));
     Ok(json_reply(&NackBatchReply {
         unlocked: out.unlocked,
         dead_lettered: out.dead_lettered,
