@@ -210,7 +210,7 @@ async fn nack_batch_tells_requeued_from_dead_lettered() {
     s.consume("q", "w").await.unwrap();
     s.consume("q", "w").await.unwrap();
 
-    let ids = json!([once, thrice, "nope"]);
+    let ids = json!([once, thrice, "nope", thrice]);
     let reply = s.post("/nack-batch/q", json!({"consumer_id": "w", "message_ids": ids})).await;
     assert_eq!(
         reply.json(),

@@ -41,7 +41,7 @@ impl ApiRequest {
         self.check_content_type()?;
         let limit = self.max_body_bytes;
         let bytes = read_capped(self.body, limit).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::from_json_error(&e))
+        parse(&bytes)
     }
 
     /// Parses a JSON body that may be left out entirely (no content type and no bytes):
@@ -62,7 +62,7 @@ impl ApiRequest {
                 "a request body needs Content-Type: application/json",
             ));
         }
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::from_json_error(&e))
+        parse(&bytes)
     }
 
     fn check_announced_length(&self) -> Result<(), ApiError> {
@@ -91,6 +91,20 @@ impl ApiRequest {
             }
         }
     }
+}
+
+/// Parses a body. serde_json stops at the first problem, so a shape error can hide a
+/// syntax error further on (`{"a":1}}` misses a field before the stray brace is seen);
+/// such a body is not JSON and gets the 400, found by a second, shape-free pass.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|err| {
+        if err.is_data() {
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                return ApiError::from_json_error(&syntax);
+            }
+        }
+        ApiError::from_json_error(&err)
+    })
 }
 
 /// `application/json` or `application/<anything>+json`, parameters allowed.
