@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
-use super::routes::{ReplySpec, RouteSpec, ROUTES};
+use super::routes::{ReplySpec, RouteId, RouteSpec, ROUTES};
 use crate::engine::{MAX_CONSUME_BATCH, MAX_TIMEOUT_SECS, MAX_WAIT_SECS};
 
 /// The document, built once.
@@ -58,6 +58,10 @@ fn operation(spec: &RouteSpec) -> Value {
         op["parameters"] = Value::Array(params);
     }
 
+    if spec.foreign {
+        // Answered by the WebSocket or UI module, not by the API router.
+        op["x-served-by"] = json!(if spec.id == RouteId::WebSocket { "ws" } else { "ui" });
+    }
     if let Some(body) = spec.body {
         op["requestBody"] = json!({
             "required": body.required,
