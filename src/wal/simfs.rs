@@ -12,6 +12,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -89,6 +90,8 @@ struct State {
     halt_in: Option<u64>,
     /// The last append not yet synced: inode, offset, bytes.
     last_append: Option<(usize, usize, Vec<u8>)>,
+    /// How long a file sync takes, to make group commit observable.
+    sync_delay: Duration,
 }
 
 impl fmt::Debug for SimFs {
@@ -177,6 +180,7 @@ impl SimFs {
             faults: BTreeMap::new(),
             halt_in: None,
             last_append: None,
+            sync_delay: Duration::ZERO,
         };
         SimFs { state: Arc::new(Mutex::new(state)) }
     }
@@ -191,6 +195,11 @@ impl SimFs {
     /// through, then fails every later one until [`SimFs::crash`].
     pub fn halt_after(&self, n: u64) {
         self.state.lock().halt_in = Some(n);
+    }
+
+    /// Makes every file sync take `delay` (slept outside the lock), like a real disk.
+    pub fn set_sync_delay(&self, delay: Duration) {
+        self.state.lock().sync_delay = delay;
     }
 
     pub fn counts(&self) -> SimCounts {
@@ -387,6 +396,10 @@ impl WalFile for SimFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
+        let delay = self.state.lock().sync_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let mut state = self.state.lock();
         self.check_alive(&state)?;
         state.counts.syncs += 1;
