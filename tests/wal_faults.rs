@@ -165,7 +165,8 @@ fn a_failure_while_rolling_keeps_what_the_sealed_segment_acknowledged() {
 
 #[test]
 fn ticket_failure_reaches_async_waiters() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let fs = SimFs::new(13);
     let (wal, _, _) = open(&fs, &small_opts()).unwrap();
     // A slow failing fsync: the later appends queue up behind it and fail with it.

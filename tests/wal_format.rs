@@ -31,8 +31,8 @@ fn record_frame_bytes_are_pinned() {
 fn a_fresh_log_file_is_header_then_frames() {
     let fs = SimFs::new(1);
     let dir = std::path::PathBuf::from("/log");
-    let (wal, _) = Wal::open(WalOptions::new(&dir), Arc::new(fs.clone()), &mut |_| Ok(()))
-        .expect("open");
+    let (wal, _) =
+        Wal::open(WalOptions::new(&dir), Arc::new(fs.clone()), &mut |_| Ok(())).expect("open");
     wal.append(b"hello").unwrap().wait_blocking().unwrap();
     wal.close().unwrap();
 

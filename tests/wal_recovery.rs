@@ -181,7 +181,7 @@ fn damage_in_an_older_segment_stops_the_start_or_truncates_everything_after_it()
     let path = path.clone();
     let records_before = frame_offsets(&files[0].1, 1).len() - 1 + offsets.len() - 2;
 
-    let err = replay(&fs_with(&files), &small_opts()).err().expect("strict refuses");
+    let err = replay(&fs_with(&files), &small_opts()).expect_err("strict refuses");
     match err {
         WalError::Corrupt { file, offset, .. } => {
             assert_eq!(file, path);
@@ -239,7 +239,7 @@ fn a_newer_format_version_is_refused_even_in_truncate_mode() {
     files[0].1[..HEADER_LEN].copy_from_slice(&newer);
 
     let fs = fs_with(&files);
-    let err = replay(&fs, &truncating(&small_opts())).err().expect("refused");
+    let err = replay(&fs, &truncating(&small_opts())).expect_err("refused");
     assert!(err.to_string().contains("version 2"), "{err}");
     assert_eq!(segment_files(&fs, &dir()).len(), fx.files.len(), "nothing deleted");
 }

@@ -220,13 +220,11 @@ impl Writer {
             match self.opts.fsync {
                 FsyncPolicy::Interval(every) if self.dirty => {
                     let due = self.last_sync + every;
-                    if Instant::now() >= due
-                        || self.shared.work.wait_until(&mut queue, due).timed_out()
-                    {
-                        if queue.pending.is_empty() {
-                            return Work::IntervalDue;
-                        }
+                    // `pending` is empty here, so a due interval is all there is to do.
+                    if Instant::now() >= due {
+                        return Work::IntervalDue;
                     }
+                    self.shared.work.wait_until(&mut queue, due);
                 }
                 _ => self.shared.work.wait(&mut queue),
             }

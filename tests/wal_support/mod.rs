@@ -46,11 +46,10 @@ pub fn open(
     opts: &WalOptions,
 ) -> Result<(Wal, Vec<Vec<u8>>, RecoverySummary), WalError> {
     let mut seen = Vec::new();
-    let (wal, summary) =
-        Wal::open(opts.clone(), Arc::new(fs.clone()), &mut |body| {
-            seen.push(body.to_vec());
-            Ok(())
-        })?;
+    let (wal, summary) = Wal::open(opts.clone(), Arc::new(fs.clone()), &mut |body| {
+        seen.push(body.to_vec());
+        Ok(())
+    })?;
     Ok((wal, seen, summary))
 }
 
