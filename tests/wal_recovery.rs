@@ -4,7 +4,7 @@
 mod wal_support;
 
 use qrusty::wal::frame::HEADER_LEN;
-use qrusty::wal::segment::parse_segment_name;
+use qrusty::wal::segment::{parse_segment_name, segment_name};
 use qrusty::wal::{CrashMode, FileSystem, FsyncPolicy, Wal, WalError};
 use wal_support::*;
 
@@ -161,6 +161,14 @@ fn a_newest_segment_without_a_whole_header_is_removed() {
         let (replayed, logs) = capture_logs(|| replay(&fs, &small_opts()));
         assert_eq!(replayed.unwrap(), records(0..fx.records_before_newest));
         assert_eq!(logs.matches("WARN").count(), 1, "{logs}");
+        // New records go to a new segment above the removed one, never to a sealed one.
+        let files = segment_files(&fs, &dir());
+        let newest_id = |files: &[(std::path::PathBuf, Vec<u8>)]| {
+            let name = files.last().unwrap().0.file_name().unwrap().to_str().unwrap().to_string();
+            parse_segment_name(&name).unwrap()
+        };
+        assert_eq!(newest_id(&files), newest_id(&fx.files) + 1);
+        assert_eq!(files.len(), fx.files.len());
 
         let (again, logs) = capture_logs(|| replay(&fs, &small_opts()));
         assert_eq!(again.unwrap(), records(0..fx.records_before_newest));
@@ -193,7 +201,11 @@ fn damage_in_an_older_segment_stops_the_start_or_truncates_everything_after_it()
     let fs = fs_with(&files);
     let opts = truncating(&small_opts());
     assert_eq!(replay(&fs, &opts).unwrap(), records(0..records_before));
-    assert_eq!(segment_files(&fs, &dir()).len(), 2, "later segments are deleted");
+    // Later segments are deleted; the next records go to a fresh segment above them all.
+    let kept: Vec<_> = segment_files(&fs, &dir()).into_iter().map(|(path, _)| path).collect();
+    let last_old = fx.files.last().unwrap().0.file_name().unwrap().to_str().unwrap();
+    let fresh = dir().join(segment_name(parse_segment_name(last_old).unwrap() + 1));
+    assert_eq!(kept, [fx.files[0].0.clone(), fx.files[1].0.clone(), fresh]);
 
     // The truncated log takes new records after the kept prefix, with a fresh segment id.
     let (wal, _, _) = open(&fs, &small_opts()).unwrap();

@@ -176,8 +176,10 @@ impl Wal {
         let shared = Arc::new(Shared::new(opts.max_record_bytes));
         let mut segments = recovered.summary.segments;
         let mut bytes = recovered.summary.bytes;
+        // Only the newest segment of all is reopened: one whose successors were cut away in
+        // recovery was sealed, and a new segment must get an id above every id ever used.
         let segment = match recovered.tail {
-            Some((id, path, len)) if len < opts.segment_bytes => {
+            Some((id, path, len)) if len < opts.segment_bytes && id == recovered.max_id => {
                 ActiveSegment::reopen(&*fs, id, path, len)?
             }
             _ => {
@@ -255,6 +257,13 @@ impl Wal {
     }
 }
 
+#[allow(dead_code)]
+fn assert_wal_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Wal>();
+    check::<Ticket>();
+}
+
 impl Drop for Wal {
     fn drop(&mut self) {
         let _ = self.close();
@@ -274,8 +283,15 @@ impl Ticket {
     pub async fn wait(self) -> Result<(), WalError> {
         let mut progress = self.shared.progress.subscribe();
         let seq = self.seq;
-        // The sender lives in `self.shared`, so the channel cannot close while we wait.
-        let _ = progress.wait_for(|p| p.durable >= seq || p.failed).await;
+        // `wait_for` looks at the current value first, so an already durable record costs
+        // no wake-up. The sender lives in `self.shared`: the channel cannot close meanwhile.
+        let durable = match progress.wait_for(|p| p.durable >= seq || p.failed).await {
+            Ok(now) => now.durable >= seq,
+            Err(_) => false,
+        };
+        if durable {
+            return Ok(());
+        }
         self.outcome()
     }
 

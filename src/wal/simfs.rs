@@ -430,3 +430,99 @@ impl WalFile for SimFile {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(fs: &SimFs, name: &str) -> (PathBuf, Box<dyn WalFile>) {
+        let path = PathBuf::from("/d").join(name);
+        let handle = fs.create_new(&path).unwrap();
+        (path, handle)
+    }
+
+    fn setup(seed: u64) -> SimFs {
+        let fs = SimFs::new(seed);
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        fs
+    }
+
+    #[test]
+    fn a_crash_keeps_synced_bytes_and_synced_entries_only() {
+        let fs = setup(1);
+        let (synced, mut a) = file(&fs, "a");
+        a.append(b"durable").unwrap();
+        a.sync_data().unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        a.append(b" lost").unwrap();
+        let (unlisted, mut b) = file(&fs, "b");
+        b.append(b"x").unwrap();
+        b.sync_data().unwrap();
+
+        fs.crash(CrashMode::Durable);
+        assert_eq!(&*fs.read(&synced).unwrap(), b"durable");
+        assert!(fs.read(&unlisted).is_err(), "entry never made durable");
+        assert!(a.append(b"more").is_err(), "handles die with the crash");
+    }
+
+    #[test]
+    fn renames_and_removals_need_a_directory_sync() {
+        let fs = setup(2);
+        let (from, mut a) = file(&fs, "a");
+        a.sync_data().unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        let to = PathBuf::from("/d/b");
+        fs.rename(&from, &to).unwrap();
+        assert_eq!(fs.list(Path::new("/d")).unwrap(), ["b"]);
+
+        fs.crash(CrashMode::Durable);
+        assert_eq!(fs.list(Path::new("/d")).unwrap(), ["a"]);
+        fs.remove(&from).unwrap();
+        fs.crash(CrashMode::Durable);
+        assert_eq!(fs.list(Path::new("/d")).unwrap(), ["a"]);
+    }
+
+    #[test]
+    fn torn_and_zero_filled_crashes_are_deterministic_per_seed() {
+        let run = |seed: u64, mode: CrashMode| {
+            let fs = setup(seed);
+            let (path, mut a) = file(&fs, "a");
+            fs.sync_dir(Path::new("/d")).unwrap();
+            a.append(b"head").unwrap();
+            a.sync_data().unwrap();
+            a.append(b"0123456789abcdef").unwrap();
+            fs.crash(mode);
+            fs.read(&path).unwrap().to_vec()
+        };
+        let torn: Vec<_> = (0..16).map(|seed| run(seed, CrashMode::TornWrite)).collect();
+        for (seed, content) in torn.iter().enumerate() {
+            assert_eq!(content, &run(seed as u64, CrashMode::TornWrite));
+            assert!(b"head0123456789abcdef".starts_with(content) && content.len() >= 4);
+        }
+        assert!(torn.iter().any(|c| c.len() != torn[0].len()), "lengths vary with the seed");
+        let mut zeros = b"head".to_vec();
+        zeros.resize(20, 0);
+        assert_eq!(run(0, CrashMode::ZeroFilled), zeros);
+    }
+
+    #[test]
+    fn faults_fire_at_the_nth_call_and_halt_freezes_every_mutation() {
+        let fs = setup(3);
+        let (path, mut a) = file(&fs, "a");
+        fs.inject(Fault::Sync, 2);
+        a.sync_data().unwrap();
+        assert!(a.sync_data().is_err());
+        a.sync_data().unwrap();
+
+        fs.inject(Fault::NoSpace, 1);
+        let err = a.append(b"abcd").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(&*fs.read(&path).unwrap(), b"ab", "a short write");
+
+        fs.halt_after(1);
+        a.append(b"x").unwrap();
+        assert!(a.append(b"y").is_err());
+        assert!(fs.remove(&path).is_err());
+        assert_eq!(fs.counts().appends, 3);
+    }
+}
