@@ -255,3 +255,20 @@ fn a_newer_format_version_is_refused_even_in_truncate_mode() {
     assert!(err.to_string().contains("version 2"), "{err}");
     assert_eq!(segment_files(&fs, &dir()).len(), fx.files.len(), "nothing deleted");
 }
+
+#[test]
+fn a_record_above_a_lowered_size_limit_is_refused_not_cut() {
+    let fs = written_log(&small_opts(), &records(0..5));
+    let (wal, _, _) = open(&fs, &small_opts()).unwrap();
+    append_all(&wal, &[vec![b'z'; 3000]]);
+    wal.close().unwrap();
+
+    let lowered = qrusty::wal::WalOptions { max_record_bytes: 1000, ..small_opts() };
+    for opts in [lowered.clone(), truncating(&lowered)] {
+        let err = replay(&fs, &opts).expect_err("refused");
+        assert!(err.to_string().contains("above max_record_bytes"), "{err}");
+    }
+    let mut expected = records(0..5);
+    expected.push(vec![b'z'; 3000]);
+    assert_eq!(replay(&fs, &small_opts()).unwrap(), expected, "nothing was cut");
+}

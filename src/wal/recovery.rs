@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::frame::{self, HeaderError, FRAME_HEADER_LEN, HEADER_LEN};
+use super::frame::{self, FrameError, HeaderError, FRAME_HEADER_LEN, HEADER_LEN};
 use super::fs::FileSystem;
 use super::segment::list_segments;
 use super::{RecoveryMode, RecoverySummary, WalError, WalOptions};
@@ -151,6 +151,16 @@ fn scan_segment(
                 records += 1;
                 offset += len;
             }
+            Err(FrameError::TooLong(len)) if whole_valid_frame(&bytes[offset..], id, len) => {
+                // A real record above today's limit (the limit was lowered): not damage, and
+                // cutting it as a torn tail would lose it.
+                let reason = format!("record of {len} bytes is above max_record_bytes");
+                return Err(WalError::Corrupt {
+                    file: path.to_path_buf(),
+                    offset: offset as u64,
+                    reason,
+                });
+            }
             Err(err) => {
                 let damage = Some(Damage { offset: offset as u64, reason: err.describe() });
                 return Ok(Scan { valid_len: offset as u64, records, damage });
@@ -158,6 +168,14 @@ fn scan_segment(
         }
     }
     Ok(Scan { valid_len: offset as u64, records, damage: None })
+}
+
+/// True when `bytes` starts with a whole frame of body length `len` whose CRC matches. Reads
+/// only what is already in the file, so a damaged length costs no allocation.
+fn whole_valid_frame(bytes: &[u8], id: u64, len: u32) -> bool {
+    let end = FRAME_HEADER_LEN + len as usize;
+    let Some(body) = bytes.get(FRAME_HEADER_LEN..end) else { return false };
+    frame::frame_crc(id, body).to_le_bytes() == bytes[4..8]
 }
 
 /// The offset of the first frame at or after `from` that validates, if any. This is what
