@@ -1,0 +1,176 @@
+//! Push delivery for one (connection, queue) subscription.
+//!
+//! The task consumes a message only when it may send it right away: the subscription has
+//! credit, the connection's delivery budget has a permit and the outbound queue has a
+//! slot reserved. Otherwise the message stays in its queue, unlocked, for anyone. With
+//! nothing to consume it sleeps on `Engine::wait_available`, so a publish wakes it at
+//! once instead of on the next poll.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::outbound::{Frame, Outbound};
+use super::protocol::deliver_frame;
+use super::stop::{stop_pair, Stop, StopHandle};
+use crate::engine::{Engine, EngineError};
+
+/// Lock duration of a WebSocket delivery, as in 0.15.0.
+const LOCK_SECS: u64 = 30;
+/// Pause after a failed consume, so a failing store is not hammered.
+const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
+/// Longest sleep on `wait_available`. Wake-ups come from the engine; this only bounds
+/// the cost of one that got lost.
+const WAIT_CAP: Duration = Duration::from_secs(1);
+/// Consecutive early wake-ups with nothing to consume tolerated before pausing.
+const SPURIOUS_WAKES_BEFORE_PAUSE: u32 = 3;
+const SPURIOUS_PAUSE: Duration = Duration::from_millis(5);
+
+/// Remaining deliveries of a subscription; `None` is unlimited.
+pub struct Credits {
+    remaining: Mutex<Option<u64>>,
+    added: Notify,
+}
+
+impl Credits {
+    fn new(initial: Option<u64>) -> Credits {
+        Credits { remaining: Mutex::new(initial), added: Notify::new() }
+    }
+
+    /// Adds credit and resumes a paused subscription; ignored when unlimited.
+    pub fn add(&self, n: u64) {
+        if let Some(left) = self.remaining.lock().as_mut() {
+            *left = left.saturating_add(n);
+        }
+        self.added.notify_one();
+    }
+
+    async fn wait_positive(&self) {
+        // `notify_one` keeps a permit when nobody waits yet, so credit added between the
+        // check and the wait is not missed.
+        while *self.remaining.lock() == Some(0) {
+            self.added.notified().await;
+        }
+    }
+
+    fn spend_one(&self) {
+        if let Some(left) = self.remaining.lock().as_mut() {
+            *left = left.saturating_sub(1);
+        }
+    }
+}
+
+/// A running subscription: its credit, and the handles to stop it.
+pub struct Subscription {
+    pub credits: Arc<Credits>,
+    stop: StopHandle,
+    task: JoinHandle<()>,
+}
+
+impl Subscription {
+    pub fn start(
+        engine: Arc<Engine>,
+        conn_id: Arc<str>,
+        queue: String,
+        credits: Option<u64>,
+        out: Outbound,
+    ) -> Subscription {
+        let credits = Arc::new(Credits::new(credits));
+        let (stop, stopped) = stop_pair();
+        let task =
+            tokio::spawn(deliver_loop(engine, conn_id, queue, Arc::clone(&credits), out, stopped));
+        Subscription { credits, stop, task }
+    }
+
+    /// Stops delivering; returns once no consume of this subscription is in flight.
+    pub async fn stop(self) {
+        self.signal_stop();
+        self.join().await;
+    }
+
+    /// Asks the task to stop without waiting for it (see [`Subscription::join`]).
+    pub fn signal_stop(&self) {
+        self.stop.stop();
+    }
+
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn deliver_loop(
+    engine: Arc<Engine>,
+    conn_id: Arc<str>,
+    queue: String,
+    credits: Arc<Credits>,
+    out: Outbound,
+    mut stop: Stop,
+) {
+    let mut empty_wakes = 0u32;
+    loop {
+        if stop.until(credits.wait_positive()).await.is_none() {
+            return;
+        }
+        let Some(Ok(budget)) = stop.until(Arc::clone(&out.deliveries).acquire_owned()).await else {
+            return;
+        };
+        let Some(Ok(slot)) = stop.until(out.frames.clone().reserve_owned()).await else {
+            return;
+        };
+
+        // Armed before the consume: a publish landing between an empty consume and the
+        // wait must still wake us.
+        let mut wake = std::pin::pin!(engine.wait_available(&queue, Instant::now() + WAIT_CAP));
+        let woken_early = poll_once(wake.as_mut()).await;
+
+        let outcome = engine.consume(&queue, &conn_id, LOCK_SECS, 1, Duration::ZERO).await;
+        let delivery = match outcome {
+            Ok(mut batch) => batch.pop(),
+            // Deleted under us: a later publish may create it again, so keep waiting.
+            Err(EngineError::QueueNotFound(_)) => None,
+            Err(err) => {
+                drop((slot, budget));
+                tracing::warn!(queue = %queue, error = %err, "websocket consume failed");
+                if stop.until(tokio::time::sleep(RETRY_AFTER_ERROR)).await.is_none() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if let Some(delivery) = delivery {
+            credits.spend_one();
+            empty_wakes = 0;
+            slot.send(Frame::text(deliver_frame(&delivery), Some(budget)));
+            continue;
+        }
+
+        drop((slot, budget));
+        if !woken_early {
+            empty_wakes = 0;
+            if stop.until(wake).await.is_none() {
+                return;
+            }
+        } else {
+            // A wake that keeps firing with nothing to take would spin this task; a
+            // short pause bounds the cost of such a spurious signal.
+            empty_wakes += 1;
+            if empty_wakes > SPURIOUS_WAKES_BEFORE_PAUSE
+                && stop.until(tokio::time::sleep(SPURIOUS_PAUSE)).await.is_none()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Polls a future once; true when it already finished.
+async fn poll_once<F: Future>(mut fut: Pin<&mut F>) -> bool {
+    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_ready())).await
+}
