@@ -6,10 +6,7 @@
 //! nothing to consume it sleeps on `Engine::wait_available`, so a publish wakes it at
 //! once instead of on the next poll.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -26,12 +23,9 @@ use crate::engine::{Engine, EngineError};
 const LOCK_SECS: u64 = 30;
 /// Pause after a failed consume, so a failing store is not hammered.
 const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
-/// Longest sleep on `wait_available`. Wake-ups come from the engine; this only bounds
-/// the cost of one that got lost.
+/// Longest single sleep on `wait_available`; wake-ups come from the engine, this only
+/// bounds how long a lost one could cost.
 const WAIT_CAP: Duration = Duration::from_secs(1);
-/// Consecutive early wake-ups with nothing to consume tolerated before pausing.
-const SPURIOUS_WAKES_BEFORE_PAUSE: u32 = 3;
-const SPURIOUS_PAUSE: Duration = Duration::from_millis(5);
 
 /// Remaining deliveries of a subscription; `None` is unlimited.
 pub struct Credits {
@@ -113,7 +107,6 @@ async fn deliver_loop(
     out: Outbound,
     mut stop: Stop,
 ) {
-    let mut empty_wakes = 0u32;
     loop {
         if stop.until(credits.wait_positive()).await.is_none() {
             return;
@@ -124,11 +117,6 @@ async fn deliver_loop(
         let Some(Ok(slot)) = stop.until(out.frames.clone().reserve_owned()).await else {
             return;
         };
-
-        // Armed before the consume: a publish landing between an empty consume and the
-        // wait must still wake us.
-        let mut wake = std::pin::pin!(engine.wait_available(&queue, Instant::now() + WAIT_CAP));
-        let woken_early = poll_once(wake.as_mut()).await;
 
         let outcome = engine.consume(&queue, &conn_id, LOCK_SECS, 1, Duration::ZERO).await;
         let delivery = match outcome {
@@ -146,31 +134,16 @@ async fn deliver_loop(
         };
         if let Some(delivery) = delivery {
             credits.spend_one();
-            empty_wakes = 0;
             slot.send(Frame::text(deliver_frame(&delivery), Some(budget)));
             continue;
         }
 
+        // `wait_available` rechecks the queue once armed, so a publish that landed
+        // since the empty consume returns at once instead of being missed.
         drop((slot, budget));
-        if !woken_early {
-            empty_wakes = 0;
-            if stop.until(wake).await.is_none() {
-                return;
-            }
-        } else {
-            // A wake that keeps firing with nothing to take would spin this task; a
-            // short pause bounds the cost of such a spurious signal.
-            empty_wakes += 1;
-            if empty_wakes > SPURIOUS_WAKES_BEFORE_PAUSE
-                && stop.until(tokio::time::sleep(SPURIOUS_PAUSE)).await.is_none()
-            {
-                return;
-            }
+        let deadline = Instant::now() + WAIT_CAP;
+        if stop.until(engine.wait_available(&queue, deadline)).await.is_none() {
+            return;
         }
     }
-}
-
-/// Polls a future once; true when it already finished.
-async fn poll_once<F: Future>(mut fut: Pin<&mut F>) -> bool {
-    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_ready())).await
 }
