@@ -26,6 +26,8 @@ const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
 /// Longest single sleep on `wait_available`; wake-ups come from the engine, this only
 /// bounds how long a lost one could cost.
 const WAIT_CAP: Duration = Duration::from_secs(1);
+/// Most messages one consume of a subscription takes.
+const MAX_PER_CONSUME: usize = 32;
 
 /// Remaining deliveries of a subscription; `None` is unlimited.
 pub struct Credits {
@@ -54,9 +56,17 @@ impl Credits {
         }
     }
 
-    fn spend_one(&self) {
+    /// How many deliveries the client allows right now.
+    fn allowance(&self) -> usize {
+        match *self.remaining.lock() {
+            None => usize::MAX,
+            Some(left) => usize::try_from(left).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn spend(&self, n: usize) {
         if let Some(left) = self.remaining.lock().as_mut() {
-            *left = left.saturating_sub(1);
+            *left = left.saturating_sub(n as u64);
         }
     }
 }
@@ -117,14 +127,24 @@ async fn deliver_loop(
         let Some(Ok(slot)) = stop.until(out.frames.clone().reserve_owned()).await else {
             return;
         };
+        let mut grants = vec![(slot, budget)];
+        // Taking several messages per consume makes one durable write lock them all,
+        // instead of one write per delivery; never more than the client allowed and
+        // the connection has room for right now.
+        let wanted = credits.allowance().min(MAX_PER_CONSUME);
+        while grants.len() < wanted {
+            let Ok(budget) = Arc::clone(&out.deliveries).try_acquire_owned() else { break };
+            let Ok(slot) = out.frames.clone().try_reserve_owned() else { break };
+            grants.push((slot, budget));
+        }
 
-        let outcome = engine.consume(&queue, &conn_id, LOCK_SECS, 1, Duration::ZERO).await;
-        let delivery = match outcome {
-            Ok(mut batch) => batch.pop(),
+        let outcome = engine.consume(&queue, &conn_id, LOCK_SECS, grants.len(), Duration::ZERO);
+        let batch = match outcome.await {
+            Ok(batch) => batch,
             // Deleted under us: a later publish may create it again, so keep waiting.
-            Err(EngineError::QueueNotFound(_)) => None,
+            Err(EngineError::QueueNotFound(_)) => Vec::new(),
             Err(err) => {
-                drop((slot, budget));
+                drop(grants);
                 tracing::warn!(queue = %queue, error = %err, "websocket consume failed");
                 if stop.until(tokio::time::sleep(RETRY_AFTER_ERROR)).await.is_none() {
                     return;
@@ -132,15 +152,17 @@ async fn deliver_loop(
                 continue;
             }
         };
-        if let Some(delivery) = delivery {
-            credits.spend_one();
-            slot.send(Frame::text(deliver_frame(&delivery), Some(budget)));
+        if !batch.is_empty() {
+            credits.spend(batch.len());
+            for (delivery, (slot, budget)) in batch.iter().zip(grants) {
+                slot.send(Frame::text(deliver_frame(delivery), Some(budget)));
+            }
             continue;
         }
 
         // `wait_available` rechecks the queue once armed, so a publish that landed
         // since the empty consume returns at once instead of being missed.
-        drop((slot, budget));
+        drop(grants);
         let deadline = Instant::now() + WAIT_CAP;
         if stop.until(engine.wait_available(&queue, deadline)).await.is_none() {
             return;
