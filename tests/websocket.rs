@@ -401,3 +401,23 @@ async fn text_priorities_pass_through_to_text_queues() {
     server.engine.publish("t", msg).await.unwrap();
     assert_eq!(c.pushed().await["priority"], "a");
 }
+
+#[tokio::test]
+async fn requests_that_are_not_upgrades_are_refused() {
+    let server = server().await;
+    let url = format!("http://{}/ws", server.addr);
+    let client = reqwest::Client::new();
+
+    let plain_get = client.get(&url).send().await.unwrap();
+    assert_eq!(plain_get.status(), 400);
+    let post = client
+        .post(&url)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+}

@@ -24,7 +24,9 @@ const LOCK_SECS: u64 = 30;
 /// Pause after a failed consume, so a failing store is not hammered.
 const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
 /// Longest single sleep on `wait_available`; wake-ups come from the engine, this only
-/// bounds how long a lost one could cost.
+/// bounds how long a missing one could cost.
+// Limitation: a renew that shortens a lock wakes no waiter, so a subscriber parked on
+// that lock's old deadline sees the earlier expiry up to this long late.
 const WAIT_CAP: Duration = Duration::from_secs(1);
 /// Most messages one consume of a subscription takes.
 const MAX_PER_CONSUME: usize = 32;
