@@ -238,7 +238,7 @@ mod tests {
         warp::test::request().method("GET").path(path).reply(filter).await
     }
 
-    fn header_of<'a>(reply: &'a Response<Bytes>, name: header::HeaderName) -> &'a str {
+    fn header_of(reply: &Response<Bytes>, name: header::HeaderName) -> &str {
         reply.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or("")
     }
 

@@ -1,7 +1,7 @@
 // Administration: create queues, edit any queue, and the server-wide purge and delete.
 
 import { api } from './api.js';
-import { h, fill, fmtInt, queueHref, confirmAction, notify, notifyError } from './dom.js';
+import { h, fill, countOf, queueHref, confirmAction, notify, notifyError } from './dom.js';
 import { settingsForm } from './queue.js';
 
 export function adminPage() {
@@ -60,7 +60,7 @@ export function adminPage() {
     }
     try {
       const r = await api.purgeAll();
-      notify(`Purged ${fmtInt(r.purged_messages)} messages in ${fmtInt(r.purged_queues)} queues.`,
+      notify(`${countOf(r.purged_messages, 'message')} purged in ${countOf(r.purged_queues, 'queue')}.`,
         'success');
     } catch (err) {
       notifyError(err);
@@ -75,7 +75,7 @@ export function adminPage() {
     }
     try {
       const r = await api.deleteAll();
-      notify(`Deleted ${fmtInt(r.deleted_queues)} queues (${fmtInt(r.deleted_messages)} messages).`,
+      notify(`${countOf(r.deleted_queues, 'queue')} deleted, with ${countOf(r.deleted_messages, 'message')}.`,
         'success');
       shownNames = '';
     } catch (err) {

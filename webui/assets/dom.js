@@ -43,6 +43,11 @@ export function fmtInt(n) {
   return intFormat.format(n ?? 0);
 }
 
+/** "1 message", "3 messages". */
+export function countOf(n, noun) {
+  return `${fmtInt(n)} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 export function fmtRate(r) {
   const value = Number(r ?? 0);
   return value >= 100 ? value.toFixed(0) : value.toFixed(value >= 10 ? 1 : 2);

@@ -2,7 +2,7 @@
 
 import { api } from './api.js';
 import {
-  h, fill, fmtInt, fmtRate, fmtTime, queueHref, confirmAction, notify, notifyError,
+  h, fill, fmtInt, fmtRate, fmtTime, queueHref, confirmAction, notify, notifyError, countOf,
 } from './dom.js';
 import { lineChart } from './chart.js';
 
@@ -87,7 +87,7 @@ export function queuePage(name) {
       'Its dead letters stay.', 'Purge')) return;
     try {
       const reply = await api.purgeQueue(name);
-      notify(`Purged ${fmtInt(reply && reply.purged_messages)} messages.`, 'success');
+      notify(`${countOf(reply && reply.purged_messages, 'message')} purged.`, 'success');
     } catch (err) {
       notifyError(err);
     }
@@ -98,7 +98,8 @@ export function queuePage(name) {
       'dead letters? This cannot be undone.', 'Delete')) return;
     try {
       const reply = await api.deleteQueue(name);
-      notify(`Deleted ${name} (${fmtInt(reply && reply.deleted_messages)} messages).`, 'success');
+      notify(`Deleted ${name} with ${countOf(reply && reply.deleted_messages, 'message')}.`,
+        'success');
       goTo('/ui/');
     } catch (err) {
       notifyError(err);
@@ -243,18 +244,18 @@ function deadLetters(name, changed) {
   redriveSelected.addEventListener('click', () => act(async () => {
     const reply = await api.redrive(name, [...selected]);
     selected.clear();
-    notify(`Redriven ${fmtInt(reply.redriven)} dead letters into ${name}.`, 'success');
+    notify(`${countOf(reply.redriven, 'dead letter')} redriven into ${name}.`, 'success');
   }));
   redriveAll.addEventListener('click', () => act(async () => {
     const reply = await api.redrive(name);
-    notify(`Redriven ${fmtInt(reply.redriven)} dead letters into ${name}.`, 'success');
+    notify(`${countOf(reply.redriven, 'dead letter')} redriven into ${name}.`, 'success');
   }));
   purgeAll.addEventListener('click', async () => {
     if (!await confirmAction('Purge dead letters', `Drop every dead letter of “${name}” for good?`,
       'Purge')) return;
     await act(async () => {
       const reply = await api.purgeDeadLetters(name);
-      notify(`Purged ${fmtInt(reply.purged)} dead letters.`, 'success');
+      notify(`${countOf(reply.purged, 'dead letter')} purged.`, 'success');
     });
   });
   limit.addEventListener('change', load);
