@@ -144,7 +144,7 @@ test('the overview of an empty server says there are no queues', async () => {
 });
 
 test('a queue created through the form exists with the chosen config', async () => {
-  await page.getByRole('link', { name: 'Administration' }).click();
+  await page.getByRole('link', { name: 'Administration', exact: true }).click();
   await page.locator('#new-name').fill(QUEUE);
   await page.locator('#new-ordering').selectOption('MinFirst');
   await page.locator('#new-kind').selectOption('Numeric');
@@ -199,10 +199,12 @@ test('the queue page draws its charts with distinguishable traces', async () => 
   await waitText(page.locator('[data-tile="locked"] dd'), '2', 'locked tile');
   const depth = page.locator('#chart-depth svg.chart');
   const rates = page.locator('#chart-rates svg.chart');
-  await depth.locator('[data-trace="total"] path.line').waitFor();
-  await depth.locator('[data-trace="locked"] path.line').waitFor();
+  // A trace flat at zero has no height, so Playwright calls it hidden: wait for it to exist.
+  const attached = { state: 'attached' };
+  await depth.locator('[data-trace="total"] path.line').waitFor(attached);
+  await depth.locator('[data-trace="locked"] path.line').waitFor(attached);
   for (const key of ['publish_rate_per_sec', 'ack_rate_per_sec', 'nack_rate_per_sec']) {
-    await rates.locator(`[data-trace="${key}"] path.line`).waitFor();
+    await rates.locator(`[data-trace="${key}"] path.line`).waitFor(attached);
   }
 
   // Told apart without colour: each trace of a chart has its own dash and marker shape.
