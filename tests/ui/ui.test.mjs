@@ -76,8 +76,10 @@ async function waitText(locator, expected, what) {
   assert.fail(`${what}: expected "${expected}", last saw "${seen}"`);
 }
 
-async function shot(name) {
-  await page.screenshot({ path: path.join(shots, name), fullPage: true });
+/** Saves a screenshot after dismissing the notices, which would cover the page. */
+async function shot(name, fullPage = true) {
+  await page.evaluate(() => document.getElementById('notices').replaceChildren());
+  await page.screenshot({ path: path.join(shots, name), fullPage });
 }
 
 before(async () => {
@@ -165,9 +167,8 @@ test('creating it again shows the server error with its code', async () => {
 
   const error = page.locator('.notice.error').last();
   await error.waitFor();
-  assert.match(await error.textContent(), /409/);
+  assert.match(await error.textContent(), /^409: .+ \([a-z_]+\)/);
   await shot('admin.png');
-  await page.locator('.notice .close').first().click();
 });
 
 test('the overview lists the queue and follows its counts live', async () => {
@@ -268,7 +269,7 @@ test('the log pane streams the server log over the WebSocket', async () => {
 
   await waitText(page.locator('#logs-state'), 'live', 'log stream state');
   await page.locator('#logs-lines li.log').first().waitFor();
-  await shot('logs.png');
+  await shot('logs.png', false);
 });
 
 test('pages are usable at phone width, deep links included', async () => {

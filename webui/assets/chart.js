@@ -29,24 +29,35 @@ function marker(shape, x, y, r = 3.5) {
   }
 }
 
-/** A round upper bound for an axis: 1, 2, 2.5 or 5 times a power of ten. */
-function niceMax(value) {
-  if (!(value > 0)) return 1;
-  const power = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
+/** A round tick step near `raw`: 1, 2 or 5 times a power of ten. */
+function niceStep(raw) {
+  const power = 10 ** Math.floor(Math.log10(raw));
+  for (const step of [1, 2, 5]) if (step * power >= raw) return step * power;
   return 10 * power;
+}
+
+/** Tick values from 0 up to a round top at or above `max`, about four steps. */
+function ticks(max, integers) {
+  let step = max > 0 ? niceStep(max / 4) : 1;
+  if (integers) step = Math.max(1, Math.round(step));
+  const top = Math.max(step, Math.ceil(max / step - 1e-9) * step);
+  const out = [];
+  for (let v = 0; v <= top + step / 2; v += step) out.push(+v.toFixed(6));
+  return out;
 }
 
 function fmtTick(value) {
   if (value >= 1000) return `${+(value / 1000).toFixed(1)}k`;
-  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+  return Number.isInteger(value) ? String(value) : String(+value.toFixed(2));
 }
 
 /**
  * A line chart of `points` (oldest first, each with `t_ms`) for the given `traces`
  * ({key, label}); `width` in CSS pixels. Returns a figure holding the SVG and a legend.
  */
-export function lineChart({ title, points, traces, width, height = 200, windowMs = 60000 }) {
+export function lineChart({
+  title, points, traces, width, height = 200, windowMs = 60000, integers = false,
+}) {
   const pad = { left: 44, right: 12, top: 10, bottom: 24 };
   const w = Math.max(240, Math.floor(width));
   const plotW = w - pad.left - pad.right;
@@ -55,7 +66,8 @@ export function lineChart({ title, points, traces, width, height = 200, windowMs
   const end = points.length ? points[points.length - 1].t_ms : Date.now();
   const start = end - windowMs;
   const maxValue = Math.max(0, ...points.flatMap((p) => traces.map((t) => Number(p[t.key]) || 0)));
-  const top = niceMax(maxValue);
+  const marks = ticks(maxValue, integers);
+  const top = marks[marks.length - 1];
   const x = (t) => pad.left + ((t - start) / windowMs) * plotW;
   const y = (v) => pad.top + plotH - (v / top) * plotH;
 
@@ -69,8 +81,7 @@ export function lineChart({ title, points, traces, width, height = 200, windowMs
   });
 
   const grid = s('g', { class: 'grid' });
-  for (let i = 0; i <= 4; i++) {
-    const value = (top * i) / 4;
+  for (const value of marks) {
     grid.append(
       s('line', { x1: pad.left, x2: w - pad.right, y1: y(value), y2: y(value) }),
       s('text', { x: pad.left - 6, y: y(value) + 4, 'text-anchor': 'end' }, fmtTick(value)),
@@ -101,11 +112,11 @@ export function lineChart({ title, points, traces, width, height = 200, windowMs
       const d = coords.map(([px, py], j) => `${j ? 'L' : 'M'}${px.toFixed(1)} ${py.toFixed(1)}`);
       g.append(s('path', { class: 'line', d: d.join(''), 'stroke-dasharray': style.dash }));
     }
-    const marks = s('g', { class: 'marks' });
+    const dots = s('g', { class: 'marks' });
     coords.forEach(([px, py], j) => {
-      if ((coords.length - 1 - j) % every === 0) marks.append(marker(style.marker, px, py));
+      if ((coords.length - 1 - j) % every === 0) dots.append(marker(style.marker, px, py));
     });
-    g.append(marks);
+    g.append(dots);
     svg.append(g);
   });
 
@@ -131,8 +142,12 @@ export function lineChart({ title, points, traces, width, height = 200, windowMs
   return figure;
 }
 
-/** A small trend line of `values` (oldest first). */
-export function sparkline(values, label, width = 120, height = 28) {
+/**
+ * A small trend line of `points` (oldest first, each with `t_ms`), plotting `key` over
+ * the last minute: a young queue's line starts part-way along, as its history does.
+ */
+export function sparkline(points, key, label, width = 120, height = 28, windowMs = 60000) {
+  const values = points.map((p) => Number(p[key]) || 0);
   const svg = s('svg', {
     class: 'spark', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
     'aria-label': values.length
@@ -141,11 +156,12 @@ export function sparkline(values, label, width = 120, height = 28) {
   });
   if (!values.length) return svg;
 
+  const end = points[points.length - 1].t_ms;
   const top = Math.max(1, ...values);
-  const step = values.length > 1 ? (width - 4) / (values.length - 1) : 0;
-  const coords = values.map((v, i) => [2 + i * step, height - 3 - (v / top) * (height - 6)]);
-  const d = coords.map(([x, y], i) => `${i ? 'L' : 'M'}${x.toFixed(1)} ${y.toFixed(1)}`).join('');
+  const x = (t) => 2 + Math.max(0, 1 - (end - t) / windowMs) * (width - 6);
+  const coords = points.map((p, i) => [x(p.t_ms), height - 3 - (values[i] / top) * (height - 6)]);
+  const d = coords.map(([px, py], i) => `${i ? 'L' : 'M'}${px.toFixed(1)} ${py.toFixed(1)}`);
   const [lx, ly] = coords[coords.length - 1];
-  svg.append(s('path', { d }), s('circle', { cx: lx, cy: ly, r: 2.5 }));
+  svg.append(s('path', { d: d.join('') }), s('circle', { cx: lx, cy: ly, r: 2.5 }));
   return svg;
 }

@@ -69,7 +69,7 @@ export function overviewPage() {
     shown.forEach((q, i) => {
       const r = rows.get(q.name);
       if (!r || !series[i]) return;
-      fill(r.cells.trend, sparkline(series[i].points.map((p) => p.total), `${q.name} total`));
+      fill(r.cells.trend, sparkline(series[i].points, 'total', `${q.name} total`));
     });
   }
 

@@ -145,7 +145,7 @@ export function queuePage(name) {
       const points = metrics.points || [];
       const width = (box) => box.clientWidth - 2;
       fill(depthBox, lineChart({ title: 'Messages', points, traces: DEPTH_TRACES,
-        width: width(depthBox) }));
+        width: width(depthBox), integers: true }));
       fill(rateBox, lineChart({ title: 'Rates per second', points, traces: RATE_TRACES,
         width: width(rateBox) }));
 
