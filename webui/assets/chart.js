@@ -154,6 +154,8 @@ export function sparkline(points, key, label, width = 120, height = 28, windowMs
       ? `${label}: from ${values[0]} to ${values[values.length - 1]} over the last minute`
       : `${label}: no samples yet`,
   });
+  // A faint floor across the whole minute, so a young queue's short line reads as recent.
+  svg.append(s('line', { class: 'floor', x1: 2, x2: width - 4, y1: height - 3, y2: height - 3 }));
   if (!values.length) return svg;
 
   const end = points[points.length - 1].t_ms;
