@@ -2,17 +2,36 @@
 //! function that applies a record. Live traffic and log replay go through that same
 //! function, so what a restart rebuilds is what clients saw.
 
+mod catalog;
+mod dlq;
 pub mod error;
+mod index;
+mod messages;
+mod names;
+mod queue;
+mod rates;
+pub mod record;
+mod txn;
 pub mod types;
 
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 pub use error::EngineError;
 pub use types::*;
 
+use parking_lot::RwLock;
+
+use self::catalog::{Catalog, Queue};
+use self::queue::QueueState;
+use self::rates::Rates;
+use self::record::Record;
+use self::txn::{Pending, Txn};
 use crate::clock::Clock;
-use crate::wal::WalOptions;
+use crate::wal::{self, FileSystem, Ticket, Wal, WalOptions};
+
+pub use self::names::validate_queue_name;
 
 /// Where the engine keeps its records.
 #[derive(Clone, Debug)]
@@ -30,6 +49,21 @@ pub struct EngineOptions {
     pub clock: Arc<dyn Clock>,
     pub max_queues: usize,
     pub max_messages_per_queue: usize,
+    /// The file layer under the log; `None` means the real file system.
+    pub fs: Option<Arc<dyn FileSystem>>,
+}
+
+impl EngineOptions {
+    /// Defaults: the real clock, no limits, the real file system.
+    pub fn new(storage: StorageConfig) -> EngineOptions {
+        EngineOptions {
+            storage,
+            clock: Arc::new(crate::clock::SystemClock),
+            max_queues: 0,
+            max_messages_per_queue: 0,
+            fs: None,
+        }
+    }
 }
 
 /// Longest lock a consume or renew may ask for: 12 hours.
@@ -43,29 +77,173 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
-pub struct Engine {
-    _private: (),
+#[derive(Default)]
+struct GlobalCounters {
+    published: AtomicU64,
+    acked: AtomicU64,
+    nacked: AtomicU64,
+    expired: AtomicU64,
+    dead_lettered: AtomicU64,
 }
 
-#[allow(unused_variables)]
+/// The queue engine. Shared behind an `Arc` by every connection.
+///
+/// Locking: the catalog `RwLock` is read-held for the whole of every queue operation and
+/// write-held by operations that add, remove or rename queues; each queue has its own
+/// mutex. Records are logged while those locks are held, so the log order is the order in
+/// which changes took effect; waiting for durability happens after every lock is released.
+pub struct Engine {
+    catalog: RwLock<Catalog>,
+    log: Option<Wal>,
+    clock: Arc<dyn Clock>,
+    /// Message sequence numbers and lock tokens come from this one counter.
+    seq: AtomicU64,
+    rates: Rates,
+    totals: GlobalCounters,
+    max_queues: usize,
+    max_messages_per_queue: usize,
+}
+
+fn storage_err(e: wal::WalError) -> EngineError {
+    EngineError::StorageUnavailable(e.to_string())
+}
+
 impl Engine {
     /// Opens the engine: with a log, replays it first.
     pub fn open(opts: EngineOptions) -> std::result::Result<Arc<Engine>, String> {
-        todo!()
+        let mut engine = Engine {
+            catalog: RwLock::new(Catalog::default()),
+            log: None,
+            clock: opts.clock.clone(),
+            seq: AtomicU64::new(1),
+            rates: Rates::default(),
+            totals: GlobalCounters::default(),
+            max_queues: opts.max_queues,
+            max_messages_per_queue: opts.max_messages_per_queue,
+        };
+        if let StorageConfig::Wal(wal_opts) = opts.storage {
+            engine.replay(wal_opts, opts.fs.unwrap_or_else(wal::real_fs))?;
+        }
+        Ok(Arc::new(engine))
+    }
+
+    /// Rebuilds every queue from the log through `Catalog::apply`, the same function live
+    /// traffic goes through.
+    fn replay(
+        &mut self,
+        opts: WalOptions,
+        fs: Arc<dyn FileSystem>,
+    ) -> std::result::Result<(), String> {
+        let started = Instant::now();
+        let dir = opts.dir.clone();
+        let now = self.clock.now_ms();
+        let rates = &self.rates;
+        let counters = |name: &str| rates.counters(name, now);
+        let catalog = self.catalog.get_mut();
+        let mut visit = |body: &[u8]| -> std::result::Result<(), String> {
+            let rec = Record::decode(body).map_err(|e| format!("undecodable record: {e}"))?;
+            catalog.apply(&rec, &counters);
+            Ok(())
+        };
+        let (log, summary) = Wal::open(opts, fs, &mut visit)
+            .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))?;
+        self.seq.store(catalog.max_seq + 1, AtomicOrdering::SeqCst);
+        let messages: u64 = catalog.queues.values().map(|q| q.state.lock().len()).sum();
+        tracing::info!(
+            dir = %dir.display(),
+            segments = summary.segments,
+            records = summary.records,
+            bytes = summary.bytes,
+            queues = catalog.queues.len(),
+            messages,
+            millis = started.elapsed().as_millis() as u64,
+            "recovered the log"
+        );
+        self.log = Some(log);
+        Ok(())
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        todo!()
+        &self.clock
     }
 
     /// True when the engine runs with no log.
     pub fn is_volatile(&self) -> bool {
-        todo!()
+        self.log.is_none()
+    }
+
+    /// Statistics of the log, when there is one.
+    pub fn wal_stats(&self) -> Option<wal::WalStats> {
+        self.log.as_ref().map(Wal::stats)
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, AtomicOrdering::Relaxed)
+    }
+
+    /// Hands a record to the log (memory mode: nothing to do).
+    fn log_append(&self, rec: &Record) -> Result<Option<Ticket>> {
+        match &self.log {
+            Some(log) => log.append(&rec.encode()).map(Some).map_err(storage_err),
+            None => Ok(None),
+        }
+    }
+
+    /// Logs and applies a catalog-level record; the caller holds the catalog write lock.
+    fn emit_catalog(&self, cat: &mut Catalog, rec: Record) -> Result<Pending> {
+        let ticket = self.log_append(&rec)?;
+        let now = self.clock.now_ms();
+        cat.apply(&rec, &|name| self.rates.counters(name, now));
+        Ok(match ticket {
+            Some(t) => Pending::from_ticket(t),
+            None => Pending::none(),
+        })
+    }
+
+    fn count_expiry(&self, expired: u64, dead: u64) {
+        self.totals.expired.fetch_add(expired, AtomicOrdering::Relaxed);
+        self.totals.dead_lettered.fetch_add(dead, AtomicOrdering::Relaxed);
     }
 
     /// Creates a queue. `QueueExists` if it exists already (config untouched).
     pub async fn create_queue(&self, name: &str, config: QueueConfig) -> Result<()> {
-        todo!()
+        validate_queue_name(name)?;
+        let pending = {
+            let mut cat = self.catalog.write();
+            if cat.get(name).is_some() {
+                return Err(EngineError::QueueExists(name.to_string()));
+            }
+            self.check_queue_limit(&cat)?;
+            let qid = cat.max_qid + 1;
+            self.emit_catalog(&mut cat, Record::QueueCreated { qid, name: name.into(), config })?
+        };
+        pending.wait().await
+    }
+
+    fn check_queue_limit(&self, cat: &Catalog) -> Result<()> {
+        if self.max_queues > 0 && cat.queues.len() >= self.max_queues {
+            return Err(EngineError::QueueFull(format!(
+                "the server holds {} queues, its limit",
+                self.max_queues
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes sure `name` exists, creating it with the default config (a publish to an
+    /// unknown queue).
+    fn ensure_queue(&self, name: &str) -> Result<Pending> {
+        if self.catalog.read().get(name).is_some() {
+            return Ok(Pending::none());
+        }
+        let mut cat = self.catalog.write();
+        if cat.get(name).is_some() {
+            return Ok(Pending::none());
+        }
+        self.check_queue_limit(&cat)?;
+        let qid = cat.max_qid + 1;
+        let config = QueueConfig::default();
+        self.emit_catalog(&mut cat, Record::QueueCreated { qid, name: name.into(), config })
     }
 
     /// Renames and/or changes `allow_duplicates`. Ordering and priority kind are fixed.
@@ -75,154 +253,270 @@ impl Engine {
         new_name: Option<&str>,
         allow_duplicates: Option<bool>,
     ) -> Result<()> {
-        todo!()
+        if name.trim().is_empty() {
+            return Err(EngineError::InvalidQueueName("name is empty or blank".into()));
+        }
+        let pending = {
+            let mut cat = self.catalog.write();
+            let Some(q) = cat.get(name).cloned() else {
+                return Err(EngineError::QueueNotFound(name.to_string()));
+            };
+            let (qid, current_dups) = {
+                let st = q.state.lock();
+                (st.qid, st.config.allow_duplicates)
+            };
+            let mut recs = Vec::new();
+            if let Some(to) = new_name {
+                validate_queue_name(to)?;
+                if to != name {
+                    if cat.get(to).is_some() {
+                        return Err(EngineError::QueueExists(to.to_string()));
+                    }
+                    recs.push(Record::QueueRenamed { qid, name: to.to_string() });
+                }
+            }
+            if let Some(allow) = allow_duplicates.filter(|a| *a != current_dups) {
+                recs.push(Record::DuplicatesChanged { qid, allow_duplicates: allow });
+            }
+            let renamed_to = recs.iter().find_map(|r| match r {
+                Record::QueueRenamed { name, .. } => Some(name.clone()),
+                _ => None,
+            });
+            if let Some(to) = &renamed_to {
+                self.rates.rename(name, to, self.clock.now_ms());
+            }
+            let removed = match recs.len() {
+                0 => return Ok(()),
+                1 => {
+                    let rec = recs.pop().unwrap();
+                    self.emit_catalog_counted(&mut cat, rec)?
+                }
+                _ => self.emit_catalog_counted(&mut cat, Record::Group(recs))?,
+            };
+            if removed.1 > 0 {
+                tracing::info!(
+                    queue = renamed_to.as_deref().unwrap_or(name),
+                    removed = removed.1,
+                    "removed duplicate payloads"
+                );
+            }
+            removed.0
+        };
+        pending.wait().await
+    }
+
+    fn emit_catalog_counted(&self, cat: &mut Catalog, rec: Record) -> Result<(Pending, u64)> {
+        let ticket = self.log_append(&rec)?;
+        let now = self.clock.now_ms();
+        let fx = cat.apply(&rec, &|n| self.rates.counters(n, now));
+        let pending = ticket.map_or_else(Pending::none, Pending::from_ticket);
+        Ok((pending, fx.removed))
     }
 
     /// Deletes a queue with its messages and dead letters. Unknown queue: Ok(0).
     pub async fn delete_queue(&self, name: &str) -> Result<u64> {
-        todo!()
+        validate_queue_name(name)?;
+        let (pending, removed) = {
+            let mut cat = self.catalog.write();
+            let Some(q) = cat.get(name).cloned() else { return Ok(0) };
+            let qid = q.state.lock().qid;
+            self.emit_catalog_counted(&mut cat, Record::QueueDeleted { qid })?
+        };
+        pending.wait().await?;
+        tracing::info!(queue = name, messages = removed, "deleted queue");
+        Ok(removed)
     }
 
     /// Removes every message (locked ones too); keeps config and dead letters.
     pub async fn purge_queue(&self, name: &str) -> Result<u64> {
-        todo!()
+        validate_queue_name(name)?;
+        let (pending, removed) = {
+            let cat = self.catalog.read();
+            let Some(q) = cat.get(name) else { return Ok(0) };
+            let mut txn = Txn::begin(self, q);
+            let qid = txn.qid();
+            let fx = txn.emit(Record::QueuePurged { qid })?;
+            (txn.finish(), fx.removed)
+        };
+        pending.wait().await?;
+        tracing::info!(queue = name, messages = removed, "purged queue");
+        Ok(removed)
     }
 
     /// Purges every queue: (queues, messages).
     pub async fn purge_all(&self) -> Result<(u64, u64)> {
-        todo!()
+        let (mut queues, mut messages) = (0, 0);
+        for name in self.queue_names() {
+            match self.purge_queue(&name).await {
+                Ok(n) => {
+                    queues += 1;
+                    messages += n;
+                }
+                Err(e) => tracing::error!(queue = %name, error = %e, "purge failed"),
+            }
+        }
+        tracing::info!(queues, messages, "purged all queues");
+        Ok((queues, messages))
     }
 
     /// Deletes every queue: (queues, messages).
     pub async fn delete_all(&self) -> Result<(u64, u64)> {
-        todo!()
-    }
-
-    /// Publishes one message; an unknown queue is created with the default config.
-    /// Returns the message id.
-    pub async fn publish(&self, queue: &str, msg: NewMessage) -> Result<String> {
-        todo!()
-    }
-
-    /// Publishes several messages as one all-or-nothing durable write.
-    pub async fn publish_batch(&self, queue: &str, msgs: Vec<NewMessage>) -> Result<Vec<String>> {
-        todo!()
-    }
-
-    /// Takes up to `max` messages, locking each to `consumer_id` for `timeout_secs`.
-    /// When none is available and `wait` is non-zero, waits up to that long for one.
-    pub async fn consume(
-        &self,
-        queue: &str,
-        consumer_id: &str,
-        timeout_secs: u64,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>> {
-        todo!()
-    }
-
-    pub async fn ack(&self, queue: &str, id: &str, holder: &Holder) -> Result<()> {
-        todo!()
-    }
-
-    pub async fn nack(&self, queue: &str, id: &str, holder: &Holder) -> Result<NackOutcome> {
-        todo!()
-    }
-
-    pub async fn ack_batch(
-        &self,
-        queue: &str,
-        consumer_id: &str,
-        ids: &[String],
-    ) -> Result<AckBatchOutcome> {
-        todo!()
-    }
-
-    pub async fn nack_batch(
-        &self,
-        queue: &str,
-        consumer_id: &str,
-        ids: &[String],
-    ) -> Result<NackBatchOutcome> {
-        todo!()
-    }
-
-    /// Extends a held lock to now + `timeout_secs`; returns the new deadline (epoch ms).
-    pub async fn renew(
-        &self,
-        queue: &str,
-        id: &str,
-        holder: &Holder,
-        timeout_secs: u64,
-    ) -> Result<u64> {
-        todo!()
-    }
-
-    /// Puts every message locked by `consumer_id` back in its queue at once,
-    /// `retry_count` kept (a WebSocket connection that went away).
-    pub async fn release_consumer(&self, consumer_id: &str) -> Result<u64> {
-        todo!()
+        let (mut queues, mut messages) = (0, 0);
+        for name in self.queue_names() {
+            match self.delete_queue(&name).await {
+                Ok(n) => {
+                    queues += 1;
+                    messages += n;
+                }
+                Err(e) => tracing::error!(queue = %name, error = %e, "delete failed"),
+            }
+        }
+        tracing::info!(queues, messages, "deleted all queues");
+        Ok((queues, messages))
     }
 
     pub fn queue_exists(&self, name: &str) -> bool {
-        todo!()
+        self.catalog.read().get(name).is_some()
+    }
+
+    fn stats_of(&self, st: &QueueState, now_ms: u64) -> QueueStats {
+        // Locks that expired but were not settled yet count as what they will become.
+        let (requeue, dead) = st.due_lock_split(now_ms);
+        let rates = self.rates.current(&st.name);
+        QueueStats {
+            name: st.name.clone(),
+            available: st.ready_len() + requeue,
+            locked: st.locked_len() - requeue - dead,
+            dead_lettered: st.dead_len() + dead,
+            config: st.config.clone(),
+            publish_rate_per_sec: rates[0],
+            ack_rate_per_sec: rates[1],
+            nack_rate_per_sec: rates[2],
+        }
     }
 
     /// Every existing queue, sorted by name (byte order).
     pub fn stats(&self) -> Vec<QueueStats> {
-        todo!()
+        let now = self.clock.now_ms();
+        let cat = self.catalog.read();
+        cat.by_name
+            .values()
+            .filter_map(|qid| cat.queues.get(qid))
+            .map(|q| self.stats_of(&q.state.lock(), now))
+            .collect()
     }
 
     /// One queue's stats; unknown queue: zeros with the default config.
     pub fn queue_stats(&self, name: &str) -> Result<QueueStats> {
-        todo!()
+        validate_queue_name(name)?;
+        let now = self.clock.now_ms();
+        let cat = self.catalog.read();
+        Ok(match cat.get(name) {
+            Some(q) => self.stats_of(&q.state.lock(), now),
+            None => {
+                let rates = self.rates.current(name);
+                QueueStats {
+                    name: name.to_string(),
+                    available: 0,
+                    locked: 0,
+                    dead_lettered: 0,
+                    config: QueueConfig::default(),
+                    publish_rate_per_sec: rates[0],
+                    ack_rate_per_sec: rates[1],
+                    nack_rate_per_sec: rates[2],
+                }
+            }
+        })
     }
 
     /// Sorted names of every existing queue.
     pub fn queue_names(&self) -> Vec<String> {
-        todo!()
+        self.catalog.read().by_name.keys().cloned().collect()
     }
 
     /// The 1 s metrics series of a queue, oldest first (at most 61 points).
     pub fn metrics_series(&self, name: &str) -> Vec<MetricPoint> {
-        todo!()
-    }
-
-    /// Dead letters of a queue, oldest first.
-    pub fn dlq_list(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetterView>> {
-        todo!()
-    }
-
-    /// Moves dead letters (all, or the named ones) back to their original position with
-    /// `retry_count` 0, honouring `allow_duplicates`. Returns how many moved.
-    pub async fn dlq_redrive(&self, queue: &str, ids: Option<&[String]>) -> Result<u64> {
-        todo!()
-    }
-
-    pub async fn dlq_purge(&self, queue: &str) -> Result<u64> {
-        todo!()
-    }
-
-    /// Resolves when a message may have become available in `queue` (publish, nack,
-    /// expiry, redrive) or when `deadline` passes. Used by long polls and WebSocket
-    /// subscriptions.
-    pub async fn wait_available(&self, queue: &str, deadline: tokio::time::Instant) {
-        todo!()
+        self.rates.series(name)
     }
 
     /// Engine-wide event counters for `/metrics`.
     pub fn counters(&self) -> EngineCounters {
-        todo!()
+        let t = &self.totals;
+        let get = |c: &AtomicU64| c.load(AtomicOrdering::Relaxed);
+        EngineCounters {
+            published: get(&t.published),
+            acked: get(&t.acked),
+            nacked: get(&t.nacked),
+            expired: get(&t.expired),
+            dead_lettered: get(&t.dead_lettered),
+        }
     }
 
-    /// Takes one metrics sample of every queue (the 1 s sampler calls this).
+    /// One tick of the 1 s background work: settles expired locks in every queue (so stale
+    /// holders are cleared and waiters woken) and takes one metrics sample.
     pub fn sample_metrics(&self) {
-        todo!()
+        let now = self.clock.now_ms();
+        let queues: Vec<Arc<Queue>> = self.catalog.read().queues.values().cloned().collect();
+        for q in &queues {
+            let cat = self.catalog.read();
+            let mut txn = Txn::begin(self, q);
+            if let Err(e) = txn.expire_due(now) {
+                tracing::error!(queue = %txn.state.name, error = %e, "settling expired locks failed");
+            }
+            // Durability of expiry records is not awaited: nobody was promised anything.
+            let _ = txn.finish();
+            drop(cat);
+        }
+        let cat = self.catalog.read();
+        self.rates.sample(now, |name| {
+            cat.get(name).map(|q| {
+                let s = self.stats_of(&q.state.lock(), now);
+                (s.total(), s.locked)
+            })
+        });
+    }
+
+    /// Resolves when a message may have become available in `queue` (publish, nack,
+    /// expiry, redrive) or when `deadline` passes. Used by long polls and WebSocket
+    /// subscriptions; callers re-check and call again.
+    pub async fn wait_available(&self, queue: &str, deadline: tokio::time::Instant) {
+        let q = self.catalog.read().get(queue).cloned();
+        let Some(q) = q else {
+            // Limitation: nothing notifies a wait on a queue that does not exist yet; it
+            // polls every 50 ms until the queue appears.
+            let step = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+            tokio::time::sleep_until(deadline.min(step)).await;
+            return;
+        };
+        let notified = q.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now_ms = self.clock.now_ms();
+        let (ready, next_lock) = {
+            let st = q.state.lock();
+            (st.ready_len() > 0 || !st.due_locks(now_ms).is_empty(), st.next_deadline())
+        };
+        if ready {
+            return;
+        }
+        // A lock that expires makes its message available without any notification.
+        let mut wake = deadline;
+        if let Some(d) = next_lock {
+            let in_ms = d.saturating_sub(now_ms).max(1);
+            wake = wake.min(tokio::time::Instant::now() + std::time::Duration::from_millis(in_ms));
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
     }
 
     /// Makes every acknowledged write durable and stops the log writer.
     pub async fn shutdown(&self) {
-        todo!()
+        if let Some(log) = &self.log {
+            if let Err(e) = log.close() {
+                tracing::error!(error = %e, "closing the log failed");
+            }
+        }
     }
 }

@@ -1,0 +1,123 @@
+//! The set of queues, and `Catalog::apply`: the one function through which every record,
+//! live or replayed, changes engine state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::queue::{Effect, QueueState};
+use super::rates::Counters;
+use super::record::Record;
+
+/// A queue as the engine holds it: state behind its own mutex, so queues do not block each
+/// other, and a notifier that wakes long polls and subscriptions.
+pub struct Queue {
+    pub state: Mutex<QueueState>,
+    pub notify: Notify,
+    /// Event counters of the queue's current name (they follow a rename).
+    pub counters: Mutex<Arc<Counters>>,
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    /// Names in byte order, for sorted listings.
+    pub by_name: BTreeMap<String, u64>,
+    pub queues: HashMap<u64, Arc<Queue>>,
+    /// Highest queue id and message/token sequence seen; new ones are allocated above.
+    pub max_qid: u64,
+    pub max_seq: u64,
+}
+
+impl Catalog {
+    pub fn get(&self, name: &str) -> Option<&Arc<Queue>> {
+        self.by_name.get(name).and_then(|qid| self.queues.get(qid))
+    }
+
+    /// Applies a record. `counters` supplies the counters of a (new) queue name.
+    pub fn apply(&mut self, rec: &Record, counters: &dyn Fn(&str) -> Arc<Counters>) -> Effect {
+        match rec {
+            Record::QueueCreated { qid, name, config } => {
+                self.max_qid = self.max_qid.max(*qid);
+                let q = Queue {
+                    state: Mutex::new(QueueState::new(*qid, name.clone(), config.clone())),
+                    notify: Notify::new(),
+                    counters: Mutex::new(counters(name)),
+                };
+                if let Some(old) = self.by_name.insert(name.clone(), *qid) {
+                    self.queues.remove(&old);
+                }
+                self.queues.insert(*qid, Arc::new(q));
+                Effect::default()
+            }
+            Record::QueueRenamed { qid, name } => {
+                if let Some(q) = self.queues.get(qid) {
+                    let mut st = q.state.lock();
+                    self.by_name.remove(&st.name);
+                    st.name = name.clone();
+                    self.by_name.insert(name.clone(), *qid);
+                    *q.counters.lock() = counters(name);
+                }
+                Effect::default()
+            }
+            Record::QueueDeleted { qid } => match self.queues.remove(qid) {
+                Some(q) => {
+                    let st = q.state.lock();
+                    self.by_name.remove(&st.name);
+                    // Wake waiters so they notice the queue is gone.
+                    q.notify.notify_waiters();
+                    Effect { became_ready: 0, removed: st.len() }
+                }
+                None => Effect::default(),
+            },
+            Record::Group(recs) => {
+                let mut fx = Effect::default();
+                for r in recs {
+                    let f = self.apply(r, counters);
+                    fx.became_ready += f.became_ready;
+                    fx.removed += f.removed;
+                }
+                fx
+            }
+            other => {
+                self.note_seq(other);
+                let Some(qid) = queue_of(other) else { return Effect::default() };
+                match self.queues.get(&qid) {
+                    Some(q) => q.state.lock().apply(other),
+                    None => Effect::default(),
+                }
+            }
+        }
+    }
+
+    fn note_seq(&mut self, rec: &Record) {
+        match rec {
+            Record::Published { msg, .. } => self.max_seq = self.max_seq.max(msg.seq),
+            Record::Locked { token, .. } => self.max_seq = self.max_seq.max(*token),
+            _ => {}
+        }
+    }
+}
+
+/// The queue a queue-level record belongs to.
+pub fn queue_of(rec: &Record) -> Option<u64> {
+    match rec {
+        Record::QueueCreated { qid, .. }
+        | Record::DuplicatesChanged { qid, .. }
+        | Record::QueueRenamed { qid, .. }
+        | Record::QueueDeleted { qid }
+        | Record::QueuePurged { qid }
+        | Record::Published { qid, .. }
+        | Record::Locked { qid, .. }
+        | Record::Renewed { qid, .. }
+        | Record::Acked { qid, .. }
+        | Record::Nacked { qid, .. }
+        | Record::Expired { qid, .. }
+        | Record::Released { qid, .. }
+        | Record::DeadLettered { qid, .. }
+        | Record::Redriven { qid, .. }
+        | Record::DeadLettersPurged { qid } => Some(*qid),
+        Record::Group(_) => None,
+    }
+}

@@ -1,0 +1,347 @@
+//! One queue's state: its messages, the ready index, the lock table, the dead letters and
+//! the duplicate set; and `apply`, the only code that changes them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crossbeam_skiplist::SkipMap;
+
+use super::index::ReadyKey;
+use super::record::{MsgId, PublishedMessage, Record};
+use super::types::{Priority, QueueConfig};
+
+/// A message held by a consumer.
+#[derive(Clone, Debug)]
+pub struct Lock {
+    pub consumer: Arc<str>,
+    pub token: u64,
+    pub deadline_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub id: MsgId,
+    pub key: ReadyKey,
+    pub priority: Priority,
+    pub payload: Arc<str>,
+    pub max_retries: u32,
+    pub retry_count: u32,
+    pub created_at_ns: u64,
+    pub lock: Option<Lock>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DeadLetter {
+    pub msg: Message,
+    pub at_ms: u64,
+}
+
+/// What changed when a record was applied; the caller turns this into counters and wakeups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effect {
+    /// Messages that became consumable.
+    pub became_ready: u64,
+    /// Messages that left the queue for good (acked, purged, de-duplicated, deleted).
+    pub removed: u64,
+}
+
+pub struct QueueState {
+    pub qid: u64,
+    pub name: String,
+    pub config: QueueConfig,
+    msgs: HashMap<MsgId, Message>,
+    /// Ready (unlocked) messages by delivery order.
+    ready: SkipMap<ReadyKey, MsgId>,
+    /// Locked messages by (deadline, seq): the first entry is the next lock to expire.
+    locks: SkipMap<(u64, u64), MsgId>,
+    /// Dead letters in the order they died.
+    dead: BTreeMap<u64, DeadLetter>,
+    dead_index: HashMap<MsgId, u64>,
+    next_dead: u64,
+    /// Payload -> copies in the queue; kept only while `allow_duplicates` is false.
+    dups: Option<HashMap<Arc<str>, u32>>,
+}
+
+impl QueueState {
+    pub fn new(qid: u64, name: String, config: QueueConfig) -> QueueState {
+        let dups = if config.allow_duplicates { None } else { Some(HashMap::new()) };
+        QueueState {
+            qid,
+            name,
+            config,
+            msgs: HashMap::new(),
+            ready: SkipMap::new(),
+            locks: SkipMap::new(),
+            dead: BTreeMap::new(),
+            dead_index: HashMap::new(),
+            next_dead: 0,
+            dups,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.msgs.len() as u64
+    }
+
+    pub fn ready_len(&self) -> u64 {
+        self.ready.len() as u64
+    }
+
+    pub fn locked_len(&self) -> u64 {
+        self.locks.len() as u64
+    }
+
+    pub fn dead_len(&self) -> u64 {
+        self.dead.len() as u64
+    }
+
+    pub fn get(&self, id: &MsgId) -> Option<&Message> {
+        self.msgs.get(id)
+    }
+
+    /// True when a publish of `payload` would duplicate a message in the queue.
+    pub fn is_duplicate(&self, payload: &str) -> bool {
+        self.dups.as_ref().is_some_and(|d| d.contains_key(payload))
+    }
+
+    /// The next `max` ready messages in delivery order.
+    pub fn peek_ready(&self, max: usize) -> Vec<MsgId> {
+        self.ready.iter().take(max).map(|e| *e.value()).collect()
+    }
+
+    /// Locks whose deadline is at or before `now_ms`, earliest first.
+    pub fn due_locks(&self, now_ms: u64) -> Vec<MsgId> {
+        self.locks.range(..=(now_ms, u64::MAX)).map(|e| *e.value()).collect()
+    }
+
+    /// How many locks have expired by `now_ms`, without changing anything: stats read this
+    /// so that a read never has to write.
+    pub fn due_lock_split(&self, now_ms: u64) -> (u64, u64) {
+        let mut requeue = 0;
+        let mut dead = 0;
+        for e in self.locks.range(..=(now_ms, u64::MAX)) {
+            match self.msgs.get(e.value()) {
+                Some(m) if m.retry_count >= m.max_retries => dead += 1,
+                Some(_) => requeue += 1,
+                None => {}
+            }
+        }
+        (requeue, dead)
+    }
+
+    /// Deadline of the lock that expires first.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.locks.front().map(|e| e.key().0)
+    }
+
+    /// Ids locked by `consumer`.
+    pub fn locked_by(&self, consumer: &str) -> Vec<MsgId> {
+        self.locks
+            .iter()
+            .filter(|e| {
+                self.msgs
+                    .get(e.value())
+                    .and_then(|m| m.lock.as_ref())
+                    .is_some_and(|l| &*l.consumer == consumer)
+            })
+            .map(|e| *e.value())
+            .collect()
+    }
+
+    /// Dead letters, oldest first.
+    pub fn dead_letters(&self) -> impl Iterator<Item = &DeadLetter> {
+        self.dead.values()
+    }
+
+    pub fn dead_letter(&self, id: &MsgId) -> Option<&DeadLetter> {
+        self.dead_index.get(id).and_then(|k| self.dead.get(k))
+    }
+
+    /// Applies one queue-level record. Records that name no message of this queue (which a
+    /// valid log never holds) are ignored rather than trusted.
+    pub fn apply(&mut self, rec: &Record) -> Effect {
+        let mut fx = Effect::default();
+        match rec {
+            Record::Published { msg, .. } => {
+                self.insert_ready(new_message(&self.config, msg));
+                fx.became_ready = 1;
+            }
+            Record::Locked { id, consumer, token, deadline_ms, .. } => {
+                if let Some(mut m) = self.take(id) {
+                    m.retry_count = m.retry_count.saturating_add(1);
+                    m.lock = Some(Lock {
+                        consumer: Arc::from(consumer.as_str()),
+                        token: *token,
+                        deadline_ms: *deadline_ms,
+                    });
+                    self.insert(m);
+                }
+            }
+            Record::Renewed { id, deadline_ms, .. } => {
+                if let Some(mut m) = self.take(id) {
+                    if let Some(l) = m.lock.as_mut() {
+                        l.deadline_ms = *deadline_ms;
+                    }
+                    self.insert(m);
+                }
+            }
+            Record::Acked { id, .. } => {
+                if let Some(m) = self.take(id) {
+                    self.forget_payload(&m.payload);
+                    fx.removed = 1;
+                }
+            }
+            Record::Nacked { id, .. }
+            | Record::Expired { id, .. }
+            | Record::Released { id, .. } => {
+                if let Some(mut m) = self.take(id) {
+                    m.lock = None;
+                    self.insert(m);
+                    fx.became_ready = 1;
+                }
+            }
+            Record::DeadLettered { id, at_ms, .. } => {
+                if let Some(m) = self.take(id) {
+                    self.forget_payload(&m.payload);
+                    let k = self.next_dead;
+                    self.next_dead += 1;
+                    self.dead_index.insert(m.id, k);
+                    self.dead.insert(k, DeadLetter { msg: m, at_ms: *at_ms });
+                }
+            }
+            Record::Redriven { id, .. } => {
+                if let Some(k) = self.dead_index.remove(id) {
+                    if let Some(dl) = self.dead.remove(&k) {
+                        let mut m = dl.msg;
+                        m.lock = None;
+                        m.retry_count = 0;
+                        self.insert_ready(m);
+                        fx.became_ready = 1;
+                    }
+                }
+            }
+            Record::DeadLettersPurged { .. } => {
+                self.dead.clear();
+                self.dead_index.clear();
+            }
+            Record::QueuePurged { .. } => {
+                fx.removed = self.len();
+                self.msgs.clear();
+                self.ready = SkipMap::new();
+                self.locks = SkipMap::new();
+                if let Some(d) = self.dups.as_mut() {
+                    d.clear();
+                }
+            }
+            Record::DuplicatesChanged { allow_duplicates, .. } => {
+                fx.removed = self.set_allow_duplicates(*allow_duplicates);
+            }
+            Record::Group(recs) => {
+                for r in recs {
+                    let f = self.apply(r);
+                    fx.became_ready += f.became_ready;
+                    fx.removed += f.removed;
+                }
+            }
+            // Catalog records are applied by the catalog.
+            Record::QueueCreated { .. }
+            | Record::QueueRenamed { .. }
+            | Record::QueueDeleted { .. } => {}
+        }
+        fx
+    }
+
+    /// Turning duplicates off keeps, for each payload, every locked copy (a consumer holds
+    /// it) and otherwise the first ready copy in delivery order; the other ready copies are
+    /// removed. Returns how many were removed.
+    fn set_allow_duplicates(&mut self, allow: bool) -> u64 {
+        self.config.allow_duplicates = allow;
+        if allow {
+            self.dups = None;
+            return 0;
+        }
+        if self.dups.is_some() {
+            return 0;
+        }
+        let mut dups: HashMap<Arc<str>, u32> = HashMap::new();
+        for e in self.locks.iter() {
+            if let Some(m) = self.msgs.get(e.value()) {
+                *dups.entry(m.payload.clone()).or_default() += 1;
+            }
+        }
+        let mut doomed = Vec::new();
+        for e in self.ready.iter() {
+            let m = &self.msgs[e.value()];
+            match dups.get_mut(&m.payload) {
+                Some(_) => doomed.push(m.id),
+                None => {
+                    dups.insert(m.payload.clone(), 1);
+                }
+            }
+        }
+        for id in &doomed {
+            self.take(id);
+        }
+        self.dups = Some(dups);
+        doomed.len() as u64
+    }
+
+    fn insert_ready(&mut self, m: Message) {
+        if let Some(d) = self.dups.as_mut() {
+            *d.entry(m.payload.clone()).or_default() += 1;
+        }
+        self.insert(m);
+    }
+
+    /// Puts a message into the map and the index its lock state calls for.
+    fn insert(&mut self, m: Message) {
+        match &m.lock {
+            Some(l) => {
+                self.locks.insert((l.deadline_ms, m.key.seq()), m.id);
+            }
+            None => {
+                self.ready.insert(m.key.clone(), m.id);
+            }
+        }
+        self.msgs.insert(m.id, m);
+    }
+
+    /// Removes a message from the map and whichever index holds it. The duplicate set is
+    /// left alone: callers that remove the message for good call `forget_payload`.
+    fn take(&mut self, id: &MsgId) -> Option<Message> {
+        let m = self.msgs.remove(id)?;
+        match &m.lock {
+            Some(l) => {
+                self.locks.remove(&(l.deadline_ms, m.key.seq()));
+            }
+            None => {
+                self.ready.remove(&m.key);
+            }
+        }
+        Some(m)
+    }
+
+    fn forget_payload(&mut self, payload: &Arc<str>) {
+        if let Some(d) = self.dups.as_mut() {
+            if let Some(n) = d.get_mut(payload) {
+                *n -= 1;
+                if *n == 0 {
+                    d.remove(payload);
+                }
+            }
+        }
+    }
+}
+
+fn new_message(config: &QueueConfig, p: &PublishedMessage) -> Message {
+    Message {
+        id: p.id,
+        key: ReadyKey::new(config.ordering, &p.priority, p.seq),
+        priority: p.priority.clone(),
+        payload: Arc::from(p.payload.as_str()),
+        max_retries: p.max_retries,
+        retry_count: 0,
+        created_at_ns: p.created_at_ns,
+        lock: None,
+    }
+}
