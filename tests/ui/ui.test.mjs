@@ -219,7 +219,8 @@ test('the queue page draws its charts with distinguishable traces', async () => 
 test('a dead letter is listed and redriven from the queue page', async () => {
   const poison = await api('POST', '/publish',
     { queue: QUEUE, priority: 0, payload: 'poison', max_retries: 0 });
-  const got = await api('POST', `/consume/${QUEUE}`, { consumer_id: 'ui-test', timeout_seconds: 60 });
+  const got = await api('POST', `/consume/${QUEUE}`,
+    { consumer_id: 'ui-test', timeout_seconds: 60 });
   assert.equal(got.id, poison.id);
   await api('POST', `/nack/${QUEUE}/${poison.id}`, { consumer_id: 'ui-test' });
 
@@ -233,7 +234,8 @@ test('a dead letter is listed and redriven from the queue page', async () => {
   await row.getByRole('checkbox').check();
   await page.getByRole('button', { name: 'Redrive selected (1)' }).click();
 
-  await page.locator('.notice.success', { hasText: `1 dead letter redriven into ${QUEUE}` }).waitFor();
+  const done = `1 dead letter redriven into ${QUEUE}`;
+  await page.locator('.notice.success', { hasText: done }).waitFor();
   await row.waitFor({ state: 'detached' });
   assert.deepEqual(await api('GET', `/dlq/${QUEUE}?limit=10`), []);
   await waitText(page.locator('[data-tile="available"] dd'), '4', 'available after redrive');

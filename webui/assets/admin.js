@@ -20,7 +20,9 @@ export function adminPage() {
     const kind = h('select', { id: 'new-kind', name: 'priority_kind' },
       h('option', { value: 'Numeric' }, 'Numeric (0 to 2⁶⁴−1)'),
       h('option', { value: 'Text' }, 'Text (compared byte by byte)'));
-    const dups = h('input', { id: 'new-dups', type: 'checkbox', name: 'allow_duplicates', checked: true });
+    const dups = h('input', {
+      id: 'new-dups', type: 'checkbox', name: 'allow_duplicates', checked: true,
+    });
     const submit = h('button', { type: 'submit' }, 'Create queue');
 
     const form = h('form', { id: 'create-queue', class: 'settings' },
@@ -60,8 +62,8 @@ export function adminPage() {
     }
     try {
       const r = await api.purgeAll();
-      notify(`${countOf(r.purged_messages, 'message')} purged in ${countOf(r.purged_queues, 'queue')}.`,
-        'success');
+      const where = countOf(r.purged_queues, 'queue');
+      notify(`${countOf(r.purged_messages, 'message')} purged in ${where}.`, 'success');
     } catch (err) {
       notifyError(err);
     }
@@ -75,8 +77,8 @@ export function adminPage() {
     }
     try {
       const r = await api.deleteAll();
-      notify(`${countOf(r.deleted_queues, 'queue')} deleted, with ${countOf(r.deleted_messages, 'message')}.`,
-        'success');
+      const lost = countOf(r.deleted_messages, 'message');
+      notify(`${countOf(r.deleted_queues, 'queue')} deleted, with ${lost}.`, 'success');
       shownNames = '';
     } catch (err) {
       notifyError(err);
@@ -97,7 +99,8 @@ export function adminPage() {
             h('p', { class: 'muted' }, 'These act on every queue and ask for confirmation first.'),
             h('div', { class: 'actions' },
               h('button', { type: 'button', class: 'danger', onclick: purgeAll }, 'Purge all…'),
-              h('button', { type: 'button', class: 'danger', onclick: deleteAll }, 'Delete all…')))),
+              h('button', { type: 'button', class: 'danger', onclick: deleteAll },
+                'Delete all…')))),
         h('section', { class: 'panel', 'aria-labelledby': 'edit-h' },
           h('h2', { id: 'edit-h' }, 'Edit queues'), editList));
     },

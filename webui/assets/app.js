@@ -33,7 +33,8 @@ function missingPage() {
     title: 'Not found',
     mount(el) {
       fill(el, h('h1', {}, 'Page not found'),
-        h('p', {}, 'Nothing lives at this address. ', h('a', { href: '/ui/' }, 'Go to the overview.')));
+        h('p', {}, 'Nothing lives at this address. ',
+          h('a', { href: '/ui/' }, 'Go to the overview.')));
     },
   };
 }

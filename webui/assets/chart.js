@@ -124,7 +124,8 @@ export function lineChart({
   legend.className = 'legend';
   traces.forEach((trace, i) => {
     const style = STYLES[i % STYLES.length];
-    const sample = s('svg', { width: 34, height: 12, class: `trace ${style.cls}`, 'aria-hidden': 'true' },
+    const sample = s('svg',
+      { width: 34, height: 12, class: `trace ${style.cls}`, 'aria-hidden': 'true' },
       s('path', { class: 'line', d: 'M1 6L33 6', 'stroke-dasharray': style.dash }),
       s('g', { class: 'marks' }, marker(style.marker, 17, 6)));
     const item = document.createElement('li');

@@ -29,7 +29,8 @@ export function initLogs() {
 
   function add(frame) {
     const when = String(frame.timestamp || '').replace('T', ' ').replace(/(\.\d{3})\d*/, '$1');
-    const li = h('li', { class: `log ${String(frame.level).toLowerCase()}`, 'data-level': frame.level },
+    const kind = String(frame.level).toLowerCase();
+    const li = h('li', { class: `log ${kind}`, 'data-level': frame.level },
       h('time', {}, when), ' ', h('b', { class: 'level' }, frame.level), ' ',
       h('span', { class: 'msg' }, frame.message));
     li.hidden = !visible(frame.level);

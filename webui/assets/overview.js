@@ -29,8 +29,10 @@ export function overviewPage() {
     const link = h('a', { href: queueHref(name) }, name);
     const tr = h('tr', { 'data-queue': name },
       h('th', { scope: 'row', 'data-label': 'Queue' }, link),
-      COLUMNS.map((c) => (cells[c.key] = h('td', { class: 'num', 'data-col': c.key, 'data-label': c.label }))),
-      (cells.trend = h('td', { class: 'trend', 'data-col': 'trend', 'data-label': 'Last minute' })));
+      COLUMNS.map((c) => (cells[c.key] =
+        h('td', { class: 'num', 'data-col': c.key, 'data-label': c.label }))),
+      (cells.trend =
+        h('td', { class: 'trend', 'data-col': 'trend', 'data-label': 'Last minute' })));
     return { tr, cells };
   }
 

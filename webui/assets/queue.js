@@ -58,7 +58,8 @@ export function settingsForm(stats, onSaved) {
     try {
       await api.updateQueue(stats.name, config);
       notify(`Queue ${newName} saved.`, 'success');
-      stats = { ...stats, name: newName, config: { ...stats.config, allow_duplicates: dups.checked } };
+      const config2 = { ...stats.config, allow_duplicates: dups.checked };
+      stats = { ...stats, name: newName, config: config2 };
       form.dataset.queue = newName;
       onSaved(newName);
     } catch (err) {
@@ -83,8 +84,9 @@ export function queuePage(name) {
   }
 
   async function purge() {
-    if (!await confirmAction('Purge queue', `Remove every message of “${name}”, locked ones too? ` +
-      'Its dead letters stay.', 'Purge')) return;
+    const question =
+      `Remove every message of “${name}”, locked ones too? Its dead letters stay.`;
+    if (!await confirmAction('Purge queue', question, 'Purge')) return;
     try {
       const reply = await api.purgeQueue(name);
       notify(`${countOf(reply && reply.purged_messages, 'message')} purged.`, 'success');
@@ -127,7 +129,8 @@ export function queuePage(name) {
             h('p', { class: 'muted' }, 'Both ask for confirmation first.'),
             h('div', { class: 'actions' },
               h('button', { type: 'button', class: 'danger', onclick: purge }, 'Purge messages…'),
-              h('button', { type: 'button', class: 'danger', onclick: remove }, 'Delete queue…')))),
+              h('button', { type: 'button', class: 'danger', onclick: remove },
+                'Delete queue…')))),
         dlq.el);
     },
     async refresh() {
@@ -183,7 +186,8 @@ function deadLetters(name, changed) {
 
   function syncSelection() {
     redriveSelected.disabled = selected.size === 0;
-    redriveSelected.textContent = selected.size ? `Redrive selected (${selected.size})` : 'Redrive selected';
+    redriveSelected.textContent =
+      selected.size ? `Redrive selected (${selected.size})` : 'Redrive selected';
     const boxes = tbody.querySelectorAll('input[type=checkbox]');
     selectAll.checked = boxes.length > 0 && selected.size === boxes.length;
   }
@@ -251,8 +255,8 @@ function deadLetters(name, changed) {
     notify(`${countOf(reply.redriven, 'dead letter')} redriven into ${name}.`, 'success');
   }));
   purgeAll.addEventListener('click', async () => {
-    if (!await confirmAction('Purge dead letters', `Drop every dead letter of “${name}” for good?`,
-      'Purge')) return;
+    const question = `Drop every dead letter of “${name}” for good?`;
+    if (!await confirmAction('Purge dead letters', question, 'Purge')) return;
     await act(async () => {
       const reply = await api.purgeDeadLetters(name);
       notify(`${countOf(reply.purged, 'dead letter')} purged.`, 'success');
