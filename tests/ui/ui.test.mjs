@@ -23,6 +23,7 @@ let server;
 let base;
 let context;
 let page;
+let profile;
 const outsideRequests = [];
 const pageErrors = [];
 
@@ -98,7 +99,7 @@ before(async () => {
   server.stderr.pipe(log);
   await waitForServer();
 
-  const profile = mkdtempSync(path.join(tmpdir(), 'qrusty-ui-chromium-'));
+  profile = mkdtempSync(path.join(tmpdir(), 'qrusty-ui-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -108,7 +109,6 @@ before(async () => {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
     ],
   });
-  context.on('close', () => rmSync(profile, { recursive: true, force: true }));
   page = context.pages()[0] || await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   context.on('request', (request) => {
@@ -128,6 +128,12 @@ before(async () => {
 
 after(async () => {
   if (context) await context.close();
+  try {
+    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+  } catch (err) {
+    // Chromium's helpers may still be writing there; a stray temp dir fails nothing.
+    console.error(`left ${profile} behind: ${err.message}`);
+  }
   if (server && server.exitCode === null) {
     server.kill('SIGTERM');
     await new Promise((resolve) => {
