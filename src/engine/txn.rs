@@ -65,12 +65,17 @@ impl<'a> Txn<'a> {
 
     /// Logs a record, then applies it. A record the log refuses is not applied: memory
     /// never runs ahead of what the log accepted.
+    // Limitation: a record the log accepted but then failed to make durable (a failed
+    // fsync) stays applied in memory until the next restart: its client got 503 and the
+    // log turned read-only, so it can never be acknowledged, but reads may still show it.
     pub fn emit(&mut self, rec: Record) -> Result<Effect> {
         if let Some(t) = self.engine.log_append(&rec)? {
             self.ticket = Some(t);
         }
         let fx = self.state.apply(&rec);
-        if fx.became_ready > 0 {
+        // A renew may move a deadline earlier: waiters sleeping until the old next deadline
+        // must look again.
+        if fx.became_ready > 0 || matches!(rec, Record::Renewed { .. }) {
             self.wake = true;
         }
         Ok(fx)

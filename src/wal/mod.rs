@@ -1,10 +1,38 @@
 //! The write-ahead log: segment files of length- and CRC-framed records under one
-//! directory. It knows bytes, segments and files; nothing of queues.
+//! directory. It knows bytes, segments and files; nothing of queues. A record body is opaque.
 //!
-//! (Interface stub: the implementation lands with the write-ahead-log issue.)
+//! - [`frame`]: the byte layout of segment headers and record frames (`FORMAT.md`).
+//! - [`segment`]: segment file names and the active segment.
+//! - [`fs`]: the file layer ([`FileSystem`]) with the real disk; [`simfs`]: a simulated one
+//!   with fault injection and power cuts, for tests.
+//! - `writer`: the single writer thread, group commit, the durability watermark.
+//! - `recovery`: replay at open, torn-tail cutting, damage detection.
+//!
+//! A record travels: [`Wal::append`] copies it into the pending buffer and returns a
+//! [`Ticket`]; the writer writes every pending record in one go, fdatasyncs, and raises the
+//! watermark; the ticket completes once the watermark covers it.
 
+pub mod frame;
+pub mod fs;
+mod recovery;
+pub mod segment;
+pub mod simfs;
+mod writer;
+
+use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use parking_lot::Mutex;
+
+pub use fs::{real_fs, FileBytes, FileSystem, RealFs, WalFile};
+pub use simfs::{CrashMode, Fault, SimCounts, SimFs};
+
+use segment::ActiveSegment;
+use writer::{Shared, Writer};
 
 /// When a write counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,7 +41,8 @@ pub enum FsyncPolicy {
     Always,
     /// fdatasync at most this often; acknowledge once the bytes reached the OS.
     Interval(Duration),
-    /// Never fdatasync; acknowledge once the bytes reached the OS.
+    /// Never fdatasync (but on segment roll and close); acknowledge once the bytes reached
+    /// the OS.
     Never,
 }
 
@@ -26,77 +55,267 @@ pub enum RecoveryMode {
     Truncate,
 }
 
+/// Default segment size at which the log rolls: 64 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Default largest record body: 16 MiB, well above the 2 MiB request body limit.
+pub const DEFAULT_MAX_RECORD_BYTES: u32 = 16 << 20;
+
+/// Log settings.
 #[derive(Clone, Debug)]
 pub struct WalOptions {
+    /// Directory of the segment files; created if missing.
     pub dir: PathBuf,
+    /// Size at which the log rolls to a new segment. Default 64 MiB. A record larger than
+    /// this still goes into a segment of its own.
     pub segment_bytes: u64,
+    /// Default `Always`.
     pub fsync: FsyncPolicy,
+    /// Default `Strict`.
     pub recovery: RecoveryMode,
+    /// Largest record body accepted by append and by recovery. Default 16 MiB.
     pub max_record_bytes: u32,
 }
 
-#[derive(Debug, thiserror::Error)]
+impl WalOptions {
+    /// The defaults, in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> WalOptions {
+        WalOptions {
+            dir: dir.into(),
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            fsync: FsyncPolicy::Always,
+            recovery: RecoveryMode::Strict,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+}
+
+/// Errors of the log. Cloneable, since one failure is delivered to many waiting tickets.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WalError {
+    /// The file system refused an operation during open.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(Arc<io::Error>),
+    /// Recovery found damage it may not repair, or replay rejected a record.
     #[error("corrupt log in {file} at offset {offset}: {reason}")]
     Corrupt { file: PathBuf, offset: u64, reason: String },
+    /// An earlier write or fsync failed; nothing more is accepted.
     #[error("log is read-only after an earlier failure: {0}")]
     ReadOnly(String),
+    /// The body is above `max_record_bytes`.
+    #[error("record of {len} bytes is above the maximum of {max}")]
+    RecordTooLarge { len: usize, max: u32 },
+    /// Empty bodies are not records: a zero length marks a zero-filled tail.
+    #[error("empty record")]
+    EmptyRecord,
+    /// `close` was called.
+    #[error("log is closed")]
+    Closed,
 }
 
-// --- Temporary interface stubs, replaced by the write-ahead-log implementation. ---
-
-use std::sync::Arc;
-
-/// The file layer under the log.
-pub trait FileSystem: Send + Sync {}
-
-pub fn real_fs() -> Arc<dyn FileSystem> {
-    todo!()
+impl From<io::Error> for WalError {
+    fn from(err: io::Error) -> Self {
+        WalError::Io(Arc::new(err))
+    }
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct RecoverySummary {
+/// Upper bounds, in seconds, of the fsync latency histogram buckets.
+pub const FSYNC_BUCKETS_SECONDS: [f64; 12] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+/// A snapshot of the log's counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WalStats {
+    /// Bytes of all segment files.
+    pub bytes_on_disk: u64,
     pub segments: usize,
+    /// fdatasyncs of segment files since open.
+    pub fsyncs: u64,
+    pub fsync_seconds_sum: f64,
+    /// `fsync_buckets[i]` counts fsyncs that took at most `FSYNC_BUCKETS_SECONDS[i]` and
+    /// more than the bound before (not cumulative); the last entry counts the slower ones.
+    pub fsync_buckets: [u64; FSYNC_BUCKETS_SECONDS.len() + 1],
+    /// Records handed to the OS since open.
+    pub records_written: u64,
+    pub read_only: bool,
+}
+
+/// What recovery found at open.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoverySummary {
+    /// Segments replayed (and kept).
+    pub segments: usize,
+    /// Records replayed.
     pub records: u64,
+    /// Valid bytes kept, headers included.
     pub bytes: u64,
+    /// Bytes cut off (torn tail, or the damaged rest in truncate mode).
     pub truncated_bytes: u64,
     pub millis: u64,
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct WalStats {}
-
-pub struct Ticket;
-
-impl Ticket {
-    pub async fn wait(self) -> Result<(), WalError> {
-        todo!()
-    }
+/// The log. `Send + Sync`; share it behind an `Arc`.
+pub struct Wal {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-pub struct Wal;
-
 impl Wal {
-    #[allow(clippy::type_complexity)]
+    /// Opens (or creates) the log in `opts.dir` and replays every valid record body, in log
+    /// order, through `visit`. An `Err` from `visit` aborts the open with
+    /// [`WalError::Corrupt`] naming the file and offset of that record. A torn tail of the
+    /// newest segment is cut (one WARN line); damage elsewhere is an error unless
+    /// `opts.recovery` is `Truncate`. Then the writer thread starts.
     pub fn open(
-        _opts: WalOptions,
-        _fs: Arc<dyn FileSystem>,
-        _visit: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+        opts: WalOptions,
+        fs: Arc<dyn FileSystem>,
+        visit: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<(Wal, RecoverySummary), WalError> {
-        todo!()
+        fs.create_dir_all(&opts.dir)?;
+        let recovered = recovery::recover(&*fs, &opts, visit)?;
+
+        let shared = Arc::new(Shared::new(opts.max_record_bytes));
+        let mut segments = recovered.summary.segments;
+        let mut bytes = recovered.summary.bytes;
+        // Only the newest segment of all is reopened: one whose successors were cut away in
+        // recovery was sealed, and a new segment must get an id above every id ever used.
+        let segment = match recovered.tail {
+            Some((id, path, len)) if len < opts.segment_bytes && id == recovered.max_id => {
+                ActiveSegment::reopen(&*fs, id, path, len)?
+            }
+            _ => {
+                let created = ActiveSegment::create(&*fs, &opts.dir, recovered.max_id + 1)?;
+                segments += 1;
+                bytes += created.written;
+                created
+            }
+        };
+        shared.stats.segments.store(segments, Ordering::Relaxed);
+        shared.stats.bytes_on_disk.store(bytes, Ordering::Relaxed);
+
+        let writer = Writer::new(shared.clone(), fs, opts, segment);
+        let handle = std::thread::Builder::new()
+            .name("wal-writer".to_string())
+            .spawn(move || writer.run())?;
+        let wal = Wal { shared, writer: Mutex::new(Some(handle)) };
+        Ok((wal, recovered.summary))
     }
 
-    pub fn append(&self, _body: &[u8]) -> Result<Ticket, WalError> {
-        todo!()
+    /// Enqueues one record body and returns the ticket that completes once it is durable.
+    /// Never blocks on I/O: it copies the body into the pending buffer and wakes the
+    /// writer. Records are written in the order of `append` calls.
+    pub fn append(&self, body: &[u8]) -> Result<Ticket, WalError> {
+        let max = self.shared.max_record_bytes;
+        if body.is_empty() {
+            return Err(WalError::EmptyRecord);
+        }
+        if body.len() > max as usize {
+            return Err(WalError::RecordTooLarge { len: body.len(), max });
+        }
+
+        let mut queue = self.shared.queue.lock();
+        if let Some(reason) = &queue.failure {
+            return Err(WalError::ReadOnly(reason.clone()));
+        }
+        if queue.closing {
+            return Err(WalError::Closed);
+        }
+        // Limitation: no back-pressure here; if the disk is slower than the appenders the
+        // pending buffer grows without bound. Callers must not block, so bounding it is the
+        // engine's (admission) call.
+        let was_idle = queue.pending.is_empty();
+        frame::push_unsealed(&mut queue.pending, body);
+        queue.appended += 1;
+        let seq = queue.appended;
+        drop(queue);
+
+        // The writer only sleeps while `pending` is empty, so only the first record of a
+        // batch needs to wake it.
+        if was_idle {
+            self.shared.work.notify_one();
+        }
+        Ok(Ticket { seq, shared: self.shared.clone() })
     }
 
+    /// Writes and fsyncs everything appended so far, then stops the writer. Later appends
+    /// fail with [`WalError::Closed`]. Calling it again is harmless.
     pub fn close(&self) -> Result<(), WalError> {
-        todo!()
+        self.shared.queue.lock().closing = true;
+        self.shared.work.notify_one();
+        if let Some(handle) = self.writer.lock().take() {
+            // The writer's panic guard already marked the log failed if it panicked.
+            let _ = handle.join();
+        }
+
+        match &self.shared.queue.lock().failure {
+            Some(reason) => Err(WalError::ReadOnly(reason.clone())),
+            None => Ok(()),
+        }
     }
 
     pub fn stats(&self) -> WalStats {
-        todo!()
+        self.shared.stats.snapshot()
+    }
+}
+
+#[allow(dead_code)]
+fn assert_wal_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Wal>();
+    check::<Ticket>();
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// A claim on one appended record: completes when the record is durable under the fsync
+/// policy, or fails if the log failed first.
+#[must_use = "a record is only durable once its ticket completes"]
+pub struct Ticket {
+    seq: u64,
+    shared: Arc<Shared>,
+}
+
+impl Ticket {
+    /// Waits from async code, without blocking the runtime thread.
+    pub async fn wait(self) -> Result<(), WalError> {
+        let mut progress = self.shared.progress.subscribe();
+        let seq = self.seq;
+        // `wait_for` looks at the current value first, so an already durable record costs
+        // no wake-up. The sender lives in `self.shared`: the channel cannot close meanwhile.
+        let durable = match progress.wait_for(|p| p.durable >= seq || p.failed).await {
+            Ok(now) => now.durable >= seq,
+            Err(_) => false,
+        };
+        if durable {
+            return Ok(());
+        }
+        self.outcome()
+    }
+
+    /// Waits by blocking the current thread.
+    pub fn wait_blocking(self) -> Result<(), WalError> {
+        let mut queue = self.shared.queue.lock();
+        while queue.durable < self.seq && queue.failure.is_none() {
+            self.shared.acked.wait(&mut queue);
+        }
+        drop(queue);
+        self.outcome()
+    }
+
+    /// The sequence number of the record (1 for the first append since open).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn outcome(&self) -> Result<(), WalError> {
+        let queue = self.shared.queue.lock();
+        if queue.durable >= self.seq {
+            return Ok(());
+        }
+        let reason = queue.failure.clone().unwrap_or_else(|| "log stopped".to_string());
+        Err(WalError::ReadOnly(reason))
     }
 }

@@ -1,0 +1,349 @@
+//! The single writer thread and the state it shares with appenders and waiters.
+//!
+//! Appenders only copy their record into `pending` under a short lock. The writer swaps the
+//! whole pending buffer out, writes it with one append per segment it touches, and covers it
+//! with one `fdatasync`: records that arrive during that fsync pile up and go together next
+//! time (group commit). Durability is published as a watermark, the sequence number of the
+//! last acknowledged record, so a ticket is just a number to compare against.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use super::frame;
+use super::fs::FileSystem;
+use super::segment::ActiveSegment;
+use super::{FsyncPolicy, WalError, WalOptions, WalStats, FSYNC_BUCKETS_SECONDS};
+
+/// State behind the lock appenders take.
+pub struct Queue {
+    /// Frames waiting for the writer, CRCs not yet filled in.
+    pub pending: Vec<u8>,
+    /// Sequence number of the last appended record (the first record gets 1).
+    pub appended: u64,
+    /// Sequence number of the last acknowledged record.
+    pub durable: u64,
+    /// Why the log turned read-only, once it has.
+    pub failure: Option<String>,
+    pub closing: bool,
+}
+
+/// The durability watermark as async waiters see it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    pub durable: u64,
+    pub failed: bool,
+}
+
+/// Everything the `Wal` handle, its tickets and the writer thread share.
+pub struct Shared {
+    pub queue: Mutex<Queue>,
+    /// Wakes the writer when `pending` stops being empty or on close.
+    pub work: Condvar,
+    /// Wakes blocking ticket waiters when the watermark moves or the log fails.
+    pub acked: Condvar,
+    pub progress: watch::Sender<Progress>,
+    pub max_record_bytes: u32,
+    pub stats: StatCells,
+}
+
+/// Counters behind [`WalStats`], updated without the queue lock.
+#[derive(Default)]
+pub struct StatCells {
+    pub bytes_on_disk: AtomicU64,
+    pub segments: AtomicUsize,
+    pub fsyncs: AtomicU64,
+    pub fsync_micros_sum: AtomicU64,
+    pub fsync_buckets: [AtomicU64; FSYNC_BUCKETS_SECONDS.len() + 1],
+    pub records_written: AtomicU64,
+    pub read_only: AtomicBool,
+}
+
+impl StatCells {
+    fn record_fsync(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = FSYNC_BUCKETS_SECONDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(FSYNC_BUCKETS_SECONDS.len());
+        self.fsync_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.fsync_micros_sum.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> WalStats {
+        WalStats {
+            bytes_on_disk: self.bytes_on_disk.load(Ordering::Relaxed),
+            segments: self.segments.load(Ordering::Relaxed),
+            fsyncs: self.fsyncs.load(Ordering::Relaxed),
+            fsync_seconds_sum: self.fsync_micros_sum.load(Ordering::Relaxed) as f64 / 1e6,
+            fsync_buckets: std::array::from_fn(|i| self.fsync_buckets[i].load(Ordering::Relaxed)),
+            records_written: self.records_written.load(Ordering::Relaxed),
+            read_only: self.read_only.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Shared {
+    pub fn new(max_record_bytes: u32) -> Shared {
+        let queue =
+            Queue { pending: Vec::new(), appended: 0, durable: 0, failure: None, closing: false };
+        Shared {
+            queue: Mutex::new(queue),
+            work: Condvar::new(),
+            acked: Condvar::new(),
+            progress: watch::Sender::new(Progress::default()),
+            max_record_bytes,
+            stats: StatCells::default(),
+        }
+    }
+
+    /// Acknowledges every record up to `seq`.
+    fn ack(&self, seq: u64) {
+        {
+            let mut queue = self.queue.lock();
+            if seq <= queue.durable {
+                return;
+            }
+            queue.durable = seq;
+        }
+        self.acked.notify_all();
+        self.progress.send_modify(|p| p.durable = seq);
+    }
+
+    /// Turns the log read-only: the pending records are dropped unacknowledged, and every
+    /// waiting and later ticket fails with `reason`.
+    pub fn fail(&self, reason: String) {
+        {
+            let mut queue = self.queue.lock();
+            if queue.failure.is_some() {
+                return;
+            }
+            queue.pending = Vec::new();
+            queue.failure = Some(reason);
+        }
+        self.stats.read_only.store(true, Ordering::Relaxed);
+        self.acked.notify_all();
+        self.progress.send_modify(|p| p.failed = true);
+    }
+}
+
+/// The writer's own state; only the writer thread touches it.
+pub struct Writer {
+    pub shared: Arc<Shared>,
+    pub fs: Arc<dyn FileSystem>,
+    pub opts: WalOptions,
+    pub segment: ActiveSegment,
+    /// Sequence number of the last record handed to the OS.
+    written: u64,
+    /// When the last fsync finished, and whether bytes were written since.
+    last_sync: Instant,
+    dirty: bool,
+}
+
+/// Marks the log failed if the writer thread unwinds, so no ticket waits forever.
+struct PanicGuard(Arc<Shared>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail("the log writer thread panicked".to_string());
+        }
+    }
+}
+
+/// What one wait for work produced.
+enum Work {
+    Batch(Vec<u8>),
+    /// The interval elapsed with written, unsynced bytes and nothing new.
+    IntervalDue,
+    /// Close was asked and nothing is pending.
+    Close,
+}
+
+impl Writer {
+    pub fn new(
+        shared: Arc<Shared>,
+        fs: Arc<dyn FileSystem>,
+        opts: WalOptions,
+        segment: ActiveSegment,
+    ) -> Writer {
+        Writer { shared, fs, opts, segment, written: 0, last_sync: Instant::now(), dirty: false }
+    }
+
+    pub fn run(mut self) {
+        let _guard = PanicGuard(self.shared.clone());
+        let mut spare = Vec::new();
+
+        loop {
+            let work = self.next_work(std::mem::take(&mut spare));
+            let result = match work {
+                Work::Batch(mut batch) => {
+                    let result = self.write_batch(&mut batch);
+                    batch.clear();
+                    spare = batch;
+                    result
+                }
+                Work::IntervalDue => self.sync(),
+                Work::Close => {
+                    if let Err(err) = self.sync() {
+                        self.give_up(err);
+                    }
+                    return;
+                }
+            };
+            if let Err(err) = result {
+                self.give_up(err);
+                return;
+            }
+        }
+    }
+
+    /// Waits for pending records (swapping in `spare`, so buffers are reused, not
+    /// reallocated), for a due interval fsync, or for close.
+    fn next_work(&self, mut spare: Vec<u8>) -> Work {
+        let mut queue = self.shared.queue.lock();
+        loop {
+            if queue.failure.is_some() {
+                return Work::Close;
+            }
+            if !queue.pending.is_empty() {
+                std::mem::swap(&mut queue.pending, &mut spare);
+                return Work::Batch(spare);
+            }
+            if queue.closing {
+                return Work::Close;
+            }
+            match self.opts.fsync {
+                FsyncPolicy::Interval(every) if self.dirty => {
+                    let due = self.last_sync + every;
+                    // `pending` is empty here, so a due interval is all there is to do.
+                    if Instant::now() >= due {
+                        return Work::IntervalDue;
+                    }
+                    self.shared.work.wait_until(&mut queue, due);
+                }
+                _ => self.shared.work.wait(&mut queue),
+            }
+        }
+    }
+
+    /// Writes a batch of frames, rolling segments as needed, and acknowledges it as the
+    /// fsync policy says.
+    fn write_batch(&mut self, batch: &mut [u8]) -> Result<(), WalError> {
+        let mut start = 0;
+        while start < batch.len() {
+            let (end, records) = self.seal_chunk(batch, start);
+            if end > start {
+                self.segment.file.append(&batch[start..end])?;
+                let bytes = (end - start) as u64;
+                self.segment.written += bytes;
+                self.written += records;
+                self.dirty = true;
+                self.shared.stats.bytes_on_disk.fetch_add(bytes, Ordering::Relaxed);
+                self.shared.stats.records_written.fetch_add(records, Ordering::Relaxed);
+                if self.opts.fsync != FsyncPolicy::Always {
+                    self.acknowledge_written();
+                }
+            }
+            start = end;
+            if start < batch.len() {
+                self.roll()?;
+            }
+        }
+
+        match self.opts.fsync {
+            FsyncPolicy::Always => self.sync(),
+            FsyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => Ok(()),
+        }
+    }
+
+    /// Fills in the CRCs of the frames from `start` on that fit in the active segment.
+    /// Returns where they end and how many there are. A frame larger than a whole segment
+    /// still goes into an empty one, alone.
+    fn seal_chunk(&self, batch: &mut [u8], start: usize) -> (usize, u64) {
+        let limit = self.opts.segment_bytes;
+        let segment_empty = self.segment.written == frame::HEADER_LEN as u64;
+        let mut end = start;
+        let mut records = 0;
+        while end < batch.len() {
+            let len = frame::frame_len(&batch[end..]);
+            let size_after = self.segment.written + (end + len - start) as u64;
+            if size_after > limit && !(segment_empty && records == 0) {
+                break;
+            }
+            frame::seal_frame(&mut batch[end..end + len], self.segment.id);
+            end += len;
+            records += 1;
+        }
+        (end, records)
+    }
+
+    /// Seals the active segment and starts the next. The old one is synced whatever the
+    /// policy: a newer segment must never sit after an older one's lost tail, since
+    /// recovery would read that as mid-log damage.
+    fn roll(&mut self) -> Result<(), WalError> {
+        self.sync()?;
+        let next = ActiveSegment::create(&*self.fs, &self.opts.dir, self.segment.id + 1)?;
+        tracing::debug!(segment = next.id, "log rolled to a new segment");
+        self.segment = next;
+        self.shared.stats.segments.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.bytes_on_disk.fetch_add(frame::HEADER_LEN as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// fdatasync of the active segment; acknowledges everything written so far.
+    fn sync(&mut self) -> Result<(), WalError> {
+        if self.dirty {
+            let started = Instant::now();
+            self.segment.file.sync_data()?;
+            self.shared.stats.record_fsync(started.elapsed());
+            self.dirty = false;
+        }
+        self.last_sync = Instant::now();
+        self.acknowledge_written();
+        Ok(())
+    }
+
+    fn acknowledge_written(&mut self) {
+        self.segment.acked = self.segment.written;
+        self.shared.ack(self.written);
+    }
+
+    /// A write or fsync failed. It is never retried: after a failed fsync the kernel may
+    /// already have dropped the dirty pages, so a retry that succeeds would prove nothing.
+    /// The unacknowledged bytes are cut off (best effort) so that a restart without a
+    /// crash does not resurrect records whose writers were told they failed.
+    fn give_up(&mut self, err: WalError) {
+        let reason = err.to_string();
+        tracing::error!(
+            segment = %self.segment.path.display(),
+            error = %reason,
+            "write-ahead log failed; it is read-only from now on"
+        );
+
+        // A short write (a full disk) leaves bytes that `written` does not count, so the cut
+        // happens whatever the counters say.
+        let acked = self.segment.acked;
+        let file = &mut self.segment.file;
+        match file.set_len(acked).and_then(|()| file.sync_data()) {
+            Ok(()) => {
+                let cut = self.segment.written - acked;
+                self.shared.stats.bytes_on_disk.fetch_sub(cut, Ordering::Relaxed);
+                self.segment.written = acked;
+            }
+            // Limitation: if the cut fails too, the unacknowledged records may still be on
+            // disk, and a restart without a crash would replay them.
+            Err(cut_err) => tracing::error!(
+                segment = %self.segment.path.display(),
+                error = %cut_err,
+                "could not cut unacknowledged records off the log"
+            ),
+        }
+        self.shared.fail(reason);
+    }
+}
