@@ -1,0 +1,68 @@
+//! QRUSTY_API_TOKEN: with a token set, every route but `/health` needs the bearer token,
+//! and CORS is closed.
+
+mod common;
+
+use common::TestServer;
+use reqwest::Method;
+use serde_json::Value;
+
+const TOKEN: &str = "s3cret-token";
+
+async fn start() -> TestServer {
+    TestServer::start_with(|cfg| cfg.api_token = Some(TOKEN.to_owned())).await
+}
+
+#[tokio::test]
+async fn health_stays_open_without_the_token() {
+    let s = start().await;
+    assert!(s.health_is_ok().await);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_documented_route_needs_the_token() {
+    let s = start().await;
+    let bearer = format!("Bearer {TOKEN}");
+    let doc = s.send(Method::GET, "/openapi.json", &[("authorization", &bearer)], None).await;
+    assert_eq!(doc.status, 200);
+    let doc: Value = doc.json();
+
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if path == "/health" {
+            continue;
+        }
+        let url = path.replace("{queue}", "q").replace("{id}", "i").replace("{path}", "p");
+        for method in item.as_object().unwrap().keys() {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let none = s.send(m.clone(), &url, &[], None).await;
+            none.assert_error(401, "unauthorized");
+            assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+            let wrong = s.send(m, &url, &[("authorization", "Bearer s3cret-tokem")], None).await;
+            wrong.assert_error(401, "unauthorized");
+        }
+    }
+    // Unknown routes do not tell an outsider what exists.
+    s.get("/no-such-route").await.assert_error(401, "unauthorized");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_right_token_is_let_through_and_no_cors_headers_are_sent() {
+    let s = start().await;
+    let bearer = format!("Bearer {TOKEN}");
+    let reply = s.send(Method::GET, "/stats", &[("authorization", &bearer)], None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn only_ws_takes_the_token_in_the_query() {
+    let s = start().await;
+    s.get(&format!("/stats?token={TOKEN}")).await.assert_error(401, "unauthorized");
+    let ws = s.get(&format!("/ws?token={TOKEN}")).await;
+    assert_ne!(ws.status, 401, "the query token opens /ws");
+    s.get("/ws?token=wrong").await.assert_error(401, "unauthorized");
+    s.stop().await;
+}
