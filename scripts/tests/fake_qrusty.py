@@ -3,7 +3,8 @@
 It answers the few routes the smoke test uses, keeps its state in one JSON file under
 DATA_PATH when STORAGE_MODE=wal (written at SIGTERM), and misbehaves on purpose when
 FAKE_QRUSTY_BUG names a fault: `double` (consume does not lock), `norate` (rates stay 0),
-`forget` (the state file is not written) or `badexit` (SIGTERM exits 3).
+`forget` (the state file is not written), `badexit` (SIGTERM exits 3), `noapi` (no
+/openapi.json) or `crash` (GET /queues answers 500).
 """
 
 import json
@@ -23,6 +24,18 @@ PERSIST = os.environ.get("STORAGE_MODE") == "wal"
 lock = threading.Lock()
 queues = {}  # name -> {"ordering": str, "messages": [dict], "counts": {...}, "rates": {...}}
 seq = [0]
+
+OPENAPI = {
+    "openapi": "3.0.3",
+    "info": {"title": "fake qrusty", "version": "0"},
+    "paths": {
+        "/health": {"get": {"responses": {"200": {
+            "description": "alive", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/queues": {"get": {"responses": {"200": {
+            "description": "names", "content": {"application/json": {"schema": {
+                "type": "array", "items": {"type": "string"}}}}}}}},
+    },
+}
 
 
 def new_queue(ordering="MaxFirst"):
@@ -73,6 +86,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health":
             return self.reply(200, text="OK")
+        if self.path == "/openapi.json" and BUG != "noapi":
+            return self.reply(200, OPENAPI)
+        if self.path == "/queues":
+            with lock:
+                return self.reply(500 if BUG == "crash" else 200, sorted(queues))
         if self.path == "/stats":
             with lock:
                 rows = []
@@ -86,6 +104,16 @@ class Handler(BaseHTTPRequestHandler):
                                  "nack_rate_per_sec": 0.0})
             return self.reply(200, {"queues": rows, "summary": {}})
         return self.reply(404)
+
+    def refuse_method(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.reply(405)
+
+    def __getattr__(self, name):
+        # Any method without its own do_X (PUT, TRACE, QUERY, ...) is refused like warp does.
+        if name.startswith("do_"):
+            return self.refuse_method
+        raise AttributeError(name)
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
