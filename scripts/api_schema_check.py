@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             "--request-timeout", "10", "--workers", "1", "--no-color",
         ]
         print("$ " + " ".join(command), flush=True)
-        code = subprocess.run(command, stdin=subprocess.DEVNULL,
+        # Run in the scratch directory: schemathesis leaves a cache folder in its cwd.
+        code = subprocess.run(command, stdin=subprocess.DEVNULL, cwd=server.data_dir,
                               timeout=args.timeout).returncode
 
         status, body = client.request("GET", "/health")

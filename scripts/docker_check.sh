@@ -75,7 +75,7 @@ healthy_within() { # healthy_within SECONDS
   exec "${as_user[@]}" "$root/bin/qrusty" >"$root/server.log" 2>&1 </dev/null) &
 server_pid=$!
 healthy_within 30; check "health check passes for the server run as $user" $? \
-  "$(tail -n 20 "$root/server.log" 2>/dev/null)"
+  "$(tail -n 5 "$root/server.log" 2>/dev/null)"
 owner="$(ps -o user= -p "$server_pid" 2>/dev/null | tr -d ' ' || true)"
 [ "$owner" = "$user" ]; check "server process runs as $user" $? "it runs as '$owner'"
 
@@ -95,7 +95,7 @@ PY
 [ "$status" = "200" ]; check "publish as $user answers 200" $? "got: $status"
 
 # 3. SIGTERM stops it with status 0, after which the health check fails.
-kill -TERM "$server_pid"
+kill -TERM "$server_pid" 2>/dev/null
 code=0
 for _ in $(seq 1 100); do
   kill -0 "$server_pid" 2>/dev/null || break
