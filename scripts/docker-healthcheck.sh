@@ -9,6 +9,7 @@ port="${BIND_ADDR:-0.0.0.0:6784}"
 port="${port##*:}"
 timeout="${HEALTHCHECK_TIMEOUT:-3}"
 
+# shellcheck disable=SC2016 # $1 is expanded by the inner bash, which gets the port.
 reply="$(timeout "$timeout" bash -c '
   exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
   printf "GET /health HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n" >&3

@@ -16,13 +16,16 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 passed=0
 failed=0
-check() { # check NAME CONDITION-STATUS [DETAIL]
-  if [ "$2" -eq 0 ]; then
-    passed=$((passed + 1)); echo "PASS $1"
+expect() { # expect NAME DETAIL-ON-FAILURE COMMAND [ARG...]
+  local name="$1" detail="$2"
+  shift 2
+  if "$@"; then
+    passed=$((passed + 1)); echo "PASS $name"
   else
-    failed=$((failed + 1)); echo "FAIL $1${3:+: $3}"
+    failed=$((failed + 1)); echo "FAIL $name${detail:+: $detail}"
   fi
 }
+not() { ! "$@"; }
 
 if [ "$(id -u)" -eq 0 ]; then
   user=nobody
@@ -53,7 +56,8 @@ install -m 0755 "$binary" "$root/bin/qrusty"
 install -m 0755 "$here/docker-healthcheck.sh" "$root/bin/qrusty-healthcheck"
 chown "$user:$group" "$root/data"
 chmod 0700 "$root/data"
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')"
 export BIND_ADDR="127.0.0.1:$port" STORAGE_MODE=wal RUST_LOG=info
 unset QRUSTY_API_TOKEN
 
@@ -74,10 +78,10 @@ healthy_within() { # healthy_within SECONDS
 (cd "$root/data" && DATA_PATH="$root/data" HOME="$root/data" \
   exec "${as_user[@]}" "$root/bin/qrusty" >"$root/server.log" 2>&1 </dev/null) &
 server_pid=$!
-healthy_within 30; check "health check passes for the server run as $user" $? \
-  "$(tail -n 5 "$root/server.log" 2>/dev/null)"
+expect "health check passes for the server run as $user" "see the server log below" \
+  healthy_within 30
 owner="$(ps -o user= -p "$server_pid" 2>/dev/null | tr -d ' ' || true)"
-[ "$owner" = "$user" ]; check "server process runs as $user" $? "it runs as '$owner'"
+expect "server process runs as $user" "it runs as '$owner'" test "$owner" = "$user"
 
 # 2. A publish is accepted (and, checked after the stop, lands in files the user owns).
 status="$(python3 - "$port" <<'PY'
@@ -92,7 +96,7 @@ except Exception as err:
     print(err)
 PY
 )"
-[ "$status" = "200" ]; check "publish as $user answers 200" $? "got: $status"
+expect "publish as $user answers 200" "got: $status" test "$status" = "200"
 
 # 3. SIGTERM stops it with status 0, after which the health check fails.
 kill -TERM "$server_pid" 2>/dev/null
@@ -107,12 +111,12 @@ else
   wait "$server_pid" || code=$?
 fi
 server_pid=""
-[ "$code" = "0" ]; check "SIGTERM exits 0" $? "exit status $code"
-! "$root/bin/qrusty-healthcheck"; check "health check fails once the server is gone" $?
-[ -n "$(find "$root/data" -mindepth 1 -print -quit)" ]
-check "the log is written under DATA_PATH" $? "the data directory is empty"
+expect "SIGTERM exits 0" "exit status $code" test "$code" = "0"
+expect "health check fails once the server is gone" "" not "$root/bin/qrusty-healthcheck"
+written="$(find "$root/data" -mindepth 1 -print -quit)"
+expect "the log is written under DATA_PATH" "the data directory is empty" test -n "$written"
 foreign="$(find "$root/data" ! -user "$user" -print)"
-[ -z "$foreign" ]; check "every file under DATA_PATH belongs to $user" $? "$foreign"
+expect "every file under DATA_PATH belongs to $user" "$foreign" test -z "$foreign"
 
 # 4. A data directory the user may not write: a clear failure, not a half-started server.
 if [ "$(id -u)" -eq 0 ]; then
@@ -120,11 +124,12 @@ if [ "$(id -u)" -eq 0 ]; then
   code=0
   DATA_PATH="$root/readonly/data" timeout 20 "${as_user[@]}" "$root/bin/qrusty" \
     >"$root/readonly.log" 2>&1 </dev/null || code=$?
-  [ "$code" != "0" ] && [ "$code" != "124" ]
-  check "refuses to start on a data directory it cannot write" $? \
-    "exit status $code: $(tail -n 5 "$root/readonly.log")"
-  grep -q "$root/readonly" "$root/readonly.log"
-  check "the startup error names the data directory" $? "$(tail -n 5 "$root/readonly.log")"
+  refused=no
+  if [ "$code" != "0" ] && [ "$code" != "124" ]; then refused=yes; fi
+  expect "refuses to start on a data directory it cannot write" \
+    "exit status $code: $(tail -n 5 "$root/readonly.log")" test "$refused" = yes
+  expect "the startup error names the data directory" "$(tail -n 5 "$root/readonly.log")" \
+    grep -q "$root/readonly" "$root/readonly.log"
 fi
 
 [ "$failed" -eq 0 ] || { echo "--- server log ---"; tail -n 30 "$root/server.log" || true; }
