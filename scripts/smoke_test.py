@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", choices=("wal", "memory"), default="wal")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
     parser.add_argument("--interval", type=float, default=3.0, help="seconds between polls")
-    parser.add_argument("--publishers", type=int, default=2, help="per queue")
+    parser.add_argument("--publishers", type=int, default=1, help="per queue")
     parser.add_argument("--consumers", type=int, default=2, help="per queue")
     parser.add_argument("--drain-timeout", type=float, default=60.0,
                         help="seconds allowed after the load to consume what is left")
