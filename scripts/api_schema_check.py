@@ -50,12 +50,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAIL GET /openapi.json answered {status}")
             return 1
 
+        # The request timeout must outlast the longest long poll (wait_seconds <= 20).
         command = [
             tool, "run", f"http://127.0.0.1:{server.port}/openapi.json",
             "--checks", "not_a_server_error,response_schema_conformance",
             "--max-examples", str(args.max_examples),
             "--seed", str(args.seed), "--generation-database", "none",
-            "--request-timeout", "10", "--workers", "1", "--no-color",
+            "--request-timeout", "30", "--workers", "1", "--no-color",
         ]
         print("$ " + " ".join(command), flush=True)
         # Run in the scratch directory: schemathesis leaves a cache folder in its cwd.
