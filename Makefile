@@ -142,7 +142,7 @@ coverage-html: llvm-cov-tools
 
 bench: build
 	@if [ -d benches ]; then $(CARGO) bench --locked; else echo "SKIP cargo bench: no benches/"; fi
-	@if [ -x $(BENCH_SH) ] || [ -f $(BENCH_SH) ]; then \
+	@if [ -f $(BENCH_SH) ]; then \
 		QRUSTY_BIN=$(abspath $(RELEASE_BIN)) bash $(BENCH_SH) $(BENCH_FLAGS); \
 	else \
 		echo "SKIP HTTP scenarios: $(BENCH_SH) not found (the shared bench folder)"; \
@@ -152,7 +152,7 @@ bench: build
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
 	@test -d fuzz || { echo "no fuzz/ directory yet"; exit 1; }
-	cd fuzz && for target in $$($(CARGO) +nightly fuzz list); do \
+	for target in $$($(CARGO) +nightly fuzz list); do \
 		echo "== fuzz $$target for $(FUZZ_SECONDS) s"; \
 		$(CARGO) +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
