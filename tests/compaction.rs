@@ -329,49 +329,79 @@ async fn compaction_during_traffic_restores_what_the_traffic_left() {
     let clock = Arc::new(ManualClock::new(T0));
     varied_state(&fs, &clock).await;
     let e = open(&fs, &clock);
+    // A big queue that sorts first makes each snapshot take a while before it reaches the
+    // busy queues, so their records pile up between the roll and their own snapshot.
+    for start in (0..20_000).step_by(1000) {
+        let msgs = (start..start + 1000).map(|i| msg(1, format!("big {i}"))).collect();
+        e.publish_batch("aaa-big", msgs).await.unwrap();
+    }
 
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let background = {
-        let e = e.clone();
+        let (e, done) = (e.clone(), done.clone());
         std::thread::spawn(move || {
             let mut runs = 0;
-            for _ in 0..20 {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 e.compact().unwrap();
                 runs += 1;
             }
-            runs
+            // The last run, whose checkpoint the restart loads, stops between its two steps
+            // until the traffic made progress: records of every queue land in that window.
+            let target = e.counters().published + 40;
+            e.compact_pausing(&mut || {
+                for _ in 0..5000 {
+                    if e.counters().published >= target {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+            .unwrap();
+            runs + 1
         })
     };
-    for i in 0..400u64 {
-        let q = ["max", "text", "fifo2", "fresh"][i as usize % 4];
-        let m = if q == "text" {
-            NewMessage { priority: Priority::Text("b".into()), payload: format!("x{i}"), max_retries: 5 }
-        } else {
-            msg(i % 5, format!("x{i}"))
-        };
-        e.publish(q, m).await.unwrap();
-        let c = CONSUMERS[i as usize % 3];
-        let got = e.consume(q, c, 60, 2, Duration::ZERO).await.unwrap();
-        if let Some(d) = got.first() {
-            if i % 3 == 0 {
-                e.ack(q, &d.id, &holder(c)).await.unwrap();
-            } else if i % 3 == 1 {
-                e.nack(q, &d.id, &holder(c)).await.unwrap();
-            }
-        }
-        if i % 97 == 0 {
-            e.update_queue("max", None, Some(i % 2 == 0)).await.unwrap();
-            e.create_queue(&format!("made{i}"), QueueConfig::default()).await.unwrap();
-            e.delete_queue(&format!("made{}", i.saturating_sub(97))).await.unwrap();
+    let mut i = 0;
+    while i < 400 || e.wal_stats().unwrap().compactions < 4 {
+        traffic_step(&e, i).await;
+        i += 1;
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    while !background.is_finished() && i < 50_000 {
+        traffic_step(&e, i).await;
+        i += 1;
+    }
+    let runs = background.join().unwrap();
+    assert!(runs >= 5, "only {runs} compactions ran during the traffic");
+
+    // The live engine and a restart from what its log made durable show the same thing.
+    let restarted = open(&copy_fs(&fs), &clock);
+    assert_eq!(observe(&restarted).await, observe(&e).await);
+}
+
+/// One round of mixed traffic over several queues, with catalog changes now and then.
+async fn traffic_step(e: &Engine, i: u64) {
+    let q = ["max", "text", "fifo2", "fresh"][i as usize % 4];
+    let m = if q == "text" {
+        let p = Priority::Text("b".into());
+        NewMessage { priority: p, payload: format!("x{i}"), max_retries: 5 }
+    } else {
+        msg(i % 5, format!("x{i}"))
+    };
+    e.publish(q, m).await.unwrap();
+    let c = CONSUMERS[i as usize % 3];
+    let got = e.consume(q, c, 60, 2, Duration::ZERO).await.unwrap();
+    if let Some(d) = got.first() {
+        if i % 3 == 0 {
+            e.ack(q, &d.id, &holder(c)).await.unwrap();
+        } else if i % 3 == 1 {
+            e.nack(q, &d.id, &holder(c)).await.unwrap();
         }
     }
-    assert_eq!(background.join().unwrap(), 20);
-    e.shutdown().await;
-
-    // The live engine and a restart from its log must show the same thing.
-    let restarted = open(&copy_fs(&fs), &clock);
-    let live = open(&fs, &clock);
-    drop(e);
-    assert_eq!(observe(&restarted).await, observe(&live).await);
+    if i % 97 == 0 {
+        e.update_queue("max", None, Some(i % 2 == 0)).await.unwrap();
+        e.create_queue(&format!("made{i}"), QueueConfig::default()).await.unwrap();
+        e.delete_queue(&format!("made{}", i.saturating_sub(97))).await.unwrap();
+    }
 }
 
 #[tokio::test]
