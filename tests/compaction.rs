@@ -176,7 +176,10 @@ async fn an_old_message_never_consumed_does_not_pin_old_segments() {
     let e = open(&fs, &clock);
     let got = e.consume("old", "w", 60, 10, Duration::ZERO).await.unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].id.as_str(), got[0].payload.as_str()), (first.as_str(), "the very first message"));
+    assert_eq!(
+        (got[0].id.as_str(), got[0].payload.as_str()),
+        (first.as_str(), "the very first message")
+    );
 }
 
 #[tokio::test]
@@ -232,7 +235,8 @@ async fn varied_state(fs: &SimFs, clock: &Arc<ManualClock>) {
     e.compact().unwrap();
     for i in 0..40u64 {
         let p = format!("{}", (b'a' + (i % 5) as u8) as char);
-        let m = NewMessage { priority: Priority::Text(p), payload: format!("t{i}"), max_retries: 2 };
+        let m =
+            NewMessage { priority: Priority::Text(p), payload: format!("t{i}"), max_retries: 2 };
         e.publish("text", m).await.unwrap();
         e.publish("fifo", msg(i % 3, format!("f{i}"))).await.unwrap();
         e.publish("max", msg(i % 4, format!("m{i}"))).await.unwrap();
@@ -303,7 +307,8 @@ async fn a_crash_at_every_step_of_compaction_recovers_the_same_state() {
     drop(e);
     assert!(steps >= 8, "only {steps} steps");
 
-    for (n, mode) in (0..=steps).flat_map(|n| [(n, CrashMode::Durable), (n, CrashMode::TornWrite)]) {
+    for (n, mode) in (0..=steps).flat_map(|n| [(n, CrashMode::Durable), (n, CrashMode::TornWrite)])
+    {
         let fs = copy_fs(&fs);
         let e = open(&fs, &clock);
         fs.halt_after(n);

@@ -219,7 +219,12 @@ mod tests {
             Record::Redriven { qid: 1, id: ID },
             Record::DeadLettersPurged { qid: 1 },
             Record::Group(vec![Record::QueuePurged { qid: 2 }, Record::QueueDeleted { qid: 2 }]),
-            Record::QueueSnapshot { qid: 1, name: "q".into(), config: QueueConfig::default(), lsn: 9 },
+            Record::QueueSnapshot {
+                qid: 1,
+                name: "q".into(),
+                config: QueueConfig::default(),
+                lsn: 9,
+            },
             Record::MessagesSnapshot {
                 qid: 1,
                 msgs: vec![

@@ -113,8 +113,7 @@ impl StatCells {
             sealed_bytes: self.sealed.lock().values().sum(),
             checkpoint_bytes: self.checkpoint_bytes.load(Ordering::Relaxed),
             compactions: self.compactions.load(Ordering::Relaxed),
-            compaction_seconds_sum: self.compaction_micros_sum.load(Ordering::Relaxed) as f64
-                / 1e6,
+            compaction_seconds_sum: self.compaction_micros_sum.load(Ordering::Relaxed) as f64 / 1e6,
             compaction_reclaimed_bytes: self.compaction_reclaimed.load(Ordering::Relaxed),
         }
     }
