@@ -237,3 +237,17 @@ async fn concurrent_consumers_get_each_message_exactly_once() {
     all.dedup();
     assert_eq!(all.len(), 2000);
 }
+
+#[tokio::test]
+async fn the_metrics_sampler_does_not_block_other_operations() {
+    let (e, clock) = engine();
+    e.publish("q", msg(1, "x")).await.unwrap();
+    for _ in 0..3 {
+        clock.advance_ms(1000);
+        e.sample_metrics();
+    }
+    let points = e.metrics_series("q");
+    assert_eq!(points.len(), 3);
+    assert_eq!(points[2].total, 1);
+    assert!(e.queue_stats("q").unwrap().publish_rate_per_sec > 0.0);
+}

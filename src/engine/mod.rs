@@ -485,14 +485,10 @@ impl Engine {
             let _ = txn.finish();
             drop(cat);
         }
-        let cat = self.catalog.read();
-        self.rates.sample(now, |name| {
-            cat.get(name).map(|q| {
-                let s = self.stats_of(&q.state.lock(), now);
-                (s.total(), s.locked)
-            })
-        });
-        drop(cat);
+        // Counted before sampling: the sampler holds the rates lock, which stats also take.
+        let counts: std::collections::HashMap<String, (u64, u64)> =
+            self.stats().into_iter().map(|s| (s.name.clone(), (s.total(), s.locked))).collect();
+        self.rates.sample(now, |name| counts.get(name).copied());
         self.maybe_compact();
     }
 

@@ -73,7 +73,9 @@ impl<'a> Txn<'a> {
             self.ticket = Some(t);
         }
         let fx = self.state.apply(&rec);
-        if fx.became_ready > 0 {
+        // A renew may move a deadline earlier: waiters sleeping until the old next deadline
+        // must look again.
+        if fx.became_ready > 0 || matches!(rec, Record::Renewed { .. }) {
             self.wake = true;
         }
         Ok(fx)

@@ -1,4 +1,23 @@
-//! The WebSocket API at `/ws`. (Stub: owned by the WebSocket work.)
+//! The WebSocket API at `/ws`.
+//!
+//! - `protocol`: request frames in, `ok` / `error` / `deliver` / `log` frames out.
+//! - `errors`: engine errors to error-frame codes, in one place.
+//! - `session`: one connection's life: read, answer in order, keep alive, clean up.
+//! - `ops`: what each request type does to the connection and the engine.
+//! - `subscription`: push delivery with credits for one subscribed queue.
+//! - `logstream`: `subscribe-logs`.
+//! - `outbound`: the writer task, and the budgets that keep a slow reader from
+//!   locking messages it cannot receive yet.
+//! - `stop`: how background tasks are told to stop.
+
+mod errors;
+mod logstream;
+mod ops;
+mod outbound;
+mod protocol;
+mod session;
+mod stop;
+mod subscription;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +28,19 @@ use warp::Filter;
 use crate::engine::Engine;
 use crate::logs::LogHub;
 
+pub use errors::WsError;
+
+/// Largest message a client may send (0.15.0's limit).
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Largest single frame a client may send (0.15.0's limit).
+const MAX_FRAME_BYTES: usize = 16 << 20;
+
+/// Keep-alive settings, read once per connection at connect time.
 #[derive(Clone, Copy, Debug)]
 pub struct WsOptions {
+    /// Time between server pings; the first goes out one interval after connect.
     pub ping_interval: Duration,
+    /// Grace beyond one interval for the client's pong before the close with 1001.
     pub ping_timeout: Duration,
 }
 
@@ -23,12 +52,21 @@ impl Default for WsOptions {
 
 /// The `/ws` route.
 pub fn filter(
-    _engine: Arc<Engine>,
-    _logs: Arc<LogHub>,
-    _opts: WsOptions,
+    engine: Arc<Engine>,
+    logs: Arc<LogHub>,
+    opts: WsOptions,
 ) -> BoxedFilter<(Box<dyn warp::Reply>,)> {
     warp::path("ws")
         .and(warp::path::end())
-        .map(|| Box::new(warp::http::StatusCode::NOT_IMPLEMENTED) as Box<dyn warp::Reply>)
+        .and(warp::ws())
+        .map(move |ws: warp::ws::Ws| {
+            let engine = Arc::clone(&engine);
+            let logs = Arc::clone(&logs);
+            let reply = ws
+                .max_message_size(MAX_MESSAGE_BYTES)
+                .max_frame_size(MAX_FRAME_BYTES)
+                .on_upgrade(move |socket| session::run(socket, engine, logs, opts));
+            Box::new(reply) as Box<dyn warp::Reply>
+        })
         .boxed()
 }

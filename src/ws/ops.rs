@@ -1,0 +1,168 @@
+//! What each request type does. Requests of one connection run one at a time, in
+//! arrival order, so these handlers may freely change the connection's state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::errors::WsError;
+use super::logstream::LogStream;
+use super::outbound::Outbound;
+use super::protocol::Request;
+use super::subscription::Subscription;
+use crate::engine::{Engine, EngineError, Holder, NewMessage};
+use crate::logs::LogHub;
+
+/// One connection's state: its identity, subscriptions and log stream.
+pub struct Connection {
+    pub engine: Arc<Engine>,
+    pub logs: Arc<LogHub>,
+    /// Random per connection, never sent: every lock this connection takes uses it.
+    pub conn_id: Arc<str>,
+    pub out: Outbound,
+    pub subscriptions: HashMap<String, Subscription>,
+    pub log_stream: Option<LogStream>,
+}
+
+type Reply = Result<Map<String, Value>, WsError>;
+
+fn ok() -> Reply {
+    Ok(Map::new())
+}
+
+fn ok_with(fields: impl IntoIterator<Item = (&'static str, Value)>) -> Reply {
+    Ok(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+impl Connection {
+    pub async fn handle(&mut self, request: Request) -> Reply {
+        match request {
+            Request::Publish { queue, payload, priority, max_retries } => {
+                let msg = NewMessage { priority, payload, max_retries };
+                let id = self.engine.publish(&queue, msg).await?;
+                ok_with([("id", Value::String(id))])
+            }
+            Request::Subscribe { queue, credits } => self.subscribe(queue, credits),
+            Request::Unsubscribe { queue } => {
+                if let Some(sub) = self.subscriptions.remove(&queue) {
+                    sub.stop().await;
+                }
+                ok()
+            }
+            Request::Ack { queue, id, lock_token } => {
+                let result = self.engine.ack(&queue, &id, &self.holder(lock_token)).await;
+                not_held_is_ok(result.map(drop))
+            }
+            Request::Nack { queue, id, lock_token } => {
+                let result = self.engine.nack(&queue, &id, &self.holder(lock_token)).await;
+                not_held_is_ok(result.map(drop))
+            }
+            Request::BatchAck { queue, ids } => {
+                let acked = match self.engine.ack_batch(&queue, &self.conn_id, &ids).await {
+                    Ok(outcome) => outcome.acked.len(),
+                    Err(EngineError::QueueNotFound(_)) => 0,
+                    Err(err) => return Err(err.into()),
+                };
+                ok_with([("acked", Value::from(acked))])
+            }
+            Request::BatchNack { queue, ids } => {
+                let (unlocked, dropped) =
+                    match self.engine.nack_batch(&queue, &self.conn_id, &ids).await {
+                        Ok(outcome) => (outcome.unlocked.len(), outcome.dead_lettered.len()),
+                        Err(EngineError::QueueNotFound(_)) => (0, 0),
+                        Err(err) => return Err(err.into()),
+                    };
+                ok_with([("unlocked", Value::from(unlocked)), ("dropped", Value::from(dropped))])
+            }
+            Request::Renew { queue, id, lock_token, timeout_secs } => {
+                let holder = self.holder(lock_token);
+                match self.engine.renew(&queue, &id, &holder, timeout_secs).await {
+                    Ok(until_ms) => ok_with([("locked_until_ms", Value::from(until_ms))]),
+                    // A queue this connection holds nothing in: the message is not ours.
+                    Err(EngineError::QueueNotFound(_)) => Err(EngineError::NotLocked.into()),
+                    Err(err) => Err(err.into()),
+                }
+            }
+            Request::Credit { queue, credits } => match self.subscriptions.get(&queue) {
+                Some(sub) => {
+                    sub.credits.add(credits);
+                    ok()
+                }
+                None => Err(WsError::new(
+                    "not_subscribed",
+                    format!("not subscribed to queue '{queue}'"),
+                )),
+            },
+            Request::SubscribeLogs => {
+                let Some(feed) = self.logs.subscribe() else {
+                    return Err(WsError::new("not_available", "log streaming not configured"));
+                };
+                // Subscribing again restarts the stream, history included.
+                if let Some(old) = self.log_stream.take() {
+                    old.stop().await;
+                }
+                self.log_stream = Some(LogStream::start(feed, self.out.clone()));
+                ok()
+            }
+            Request::UnsubscribeLogs => {
+                if let Some(old) = self.log_stream.take() {
+                    old.stop().await;
+                }
+                ok()
+            }
+        }
+    }
+
+    fn subscribe(&mut self, queue: String, credits: Option<u64>) -> Reply {
+        // Subscribing twice changes nothing, credit included (0.15.0).
+        if self.subscriptions.contains_key(&queue) {
+            return ok();
+        }
+        if !self.engine.queue_exists(&queue) {
+            return Err(EngineError::QueueNotFound(queue).into());
+        }
+        let sub = Subscription::start(
+            Arc::clone(&self.engine),
+            Arc::clone(&self.conn_id),
+            queue.clone(),
+            credits,
+            self.out.clone(),
+        );
+        self.subscriptions.insert(queue, sub);
+        ok()
+    }
+
+    fn holder(&self, lock_token: Option<String>) -> Holder {
+        Holder { consumer_id: self.conn_id.to_string(), lock_token }
+    }
+
+    /// Stops every background task of the connection, then hands its unacked deliveries
+    /// back to their queues. The order matters: a consume still running after the
+    /// release would leave its message locked to a connection that is gone.
+    pub async fn close(&mut self) {
+        for sub in self.subscriptions.values() {
+            sub.signal_stop();
+        }
+        for (_, sub) in self.subscriptions.drain() {
+            sub.join().await;
+        }
+        if let Some(stream) = self.log_stream.take() {
+            stream.stop().await;
+        }
+        match self.engine.release_consumer(&self.conn_id).await {
+            Ok(0) => {}
+            Ok(released) => tracing::debug!(released, "websocket disconnect released messages"),
+            Err(err) => tracing::warn!(error = %err, "websocket disconnect release failed"),
+        }
+    }
+}
+
+/// 0.15.0: ack or nack of a message this connection does not hold is a silent success.
+/// A lock token that names another delivery is still an error (`stale_lock`).
+fn not_held_is_ok(result: Result<(), EngineError>) -> Reply {
+    match result {
+        Ok(()) | Err(EngineError::NotLocked) | Err(EngineError::QueueNotFound(_)) => ok(),
+        Err(err) => Err(err.into()),
+    }
+}
