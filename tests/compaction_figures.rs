@@ -44,7 +44,7 @@ async fn figure_log_size_over_time_under_churn() {
     let e = open(tmp.path(), 4 << 20, FsyncPolicy::Always, 0.5);
     fill(&e, "kept", 1000).await;
     println!("messages_churned,log_bytes,checkpoint_bytes,compactions");
-    let total = 1_000_000;
+    let total: u64 = std::env::var("CHURN").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     for start in (0..total).step_by(100) {
         churn_batch(&e, start, 100).await;
         if start % 5000 == 0 {

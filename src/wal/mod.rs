@@ -42,6 +42,8 @@ pub use simfs::{CrashMode, Fault, SimCounts, SimFs};
 use segment::ActiveSegment;
 use writer::{Mark, MarkKind, Shared, Writer};
 
+pub use recovery::Visit;
+
 /// The LSN that recovery passes with the bodies of a checkpoint: no log record has it, since
 /// LSNs start at 1.
 pub const CHECKPOINT_LSN: u64 = 0;
@@ -196,7 +198,7 @@ impl Wal {
     pub fn open(
         opts: WalOptions,
         fs: Arc<dyn FileSystem>,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), String>,
+        visit: &mut Visit<'_>,
     ) -> Result<(Wal, RecoverySummary), WalError> {
         fs.create_dir_all(&opts.dir)?;
         let recovered = recovery::recover(&*fs, &opts, visit)?;
