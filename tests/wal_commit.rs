@@ -236,7 +236,7 @@ fn the_real_file_system_keeps_records_and_cuts_a_torn_tail() {
     let opts = WalOptions { segment_bytes: 4096, ..WalOptions::new(tmp.path().join("wal")) };
     let collect = |opts: &WalOptions| {
         let mut seen = Vec::new();
-        let (wal, _) = Wal::open(opts.clone(), real_fs(), &mut |b| {
+        let (wal, _) = Wal::open(opts.clone(), real_fs(), &mut |_, b| {
             seen.push(b.to_vec());
             Ok(())
         })

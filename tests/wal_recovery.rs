@@ -220,7 +220,7 @@ fn damage_in_an_older_segment_stops_the_start_or_truncates_everything_after_it()
 fn a_record_rejected_by_replay_aborts_the_open_naming_its_place() {
     let fs = written_log(&small_opts(), &records(0..10));
     let mut count = 0;
-    let result = Wal::open(small_opts(), std::sync::Arc::new(fs.clone()), &mut |_| {
+    let result = Wal::open(small_opts(), std::sync::Arc::new(fs.clone()), &mut |_, _| {
         count += 1;
         if count == 4 {
             Err("bad record".to_string())
@@ -243,16 +243,16 @@ fn a_record_rejected_by_replay_aborts_the_open_naming_its_place() {
 fn a_newer_format_version_is_refused_even_in_truncate_mode() {
     let fx = fixture();
     let mut files = fx.files.clone();
-    let header = qrusty::wal::frame::encode_header(1);
+    let header = qrusty::wal::frame::encode_header(1, 1);
     let mut newer = header;
-    newer[8] = 2;
-    let crc = crc32fast::hash(&newer[..28]);
-    newer[28..32].copy_from_slice(&crc.to_le_bytes());
+    newer[8] = 3;
+    let crc = crc32fast::hash(&newer[..36]);
+    newer[36..40].copy_from_slice(&crc.to_le_bytes());
     files[0].1[..HEADER_LEN].copy_from_slice(&newer);
 
     let fs = fs_with(&files);
     let err = replay(&fs, &truncating(&small_opts())).expect_err("refused");
-    assert!(err.to_string().contains("version 2"), "{err}");
+    assert!(err.to_string().contains("version 3"), "{err}");
     assert_eq!(segment_files(&fs, &dir()).len(), fx.files.len(), "nothing deleted");
 }
 

@@ -38,7 +38,8 @@ impl Catalog {
     /// Applies a record. `counters` supplies the counters of a (new) queue name.
     pub fn apply(&mut self, rec: &Record, counters: &dyn Fn(&str) -> Arc<Counters>) -> Effect {
         match rec {
-            Record::QueueCreated { qid, name, config } => {
+            Record::QueueCreated { qid, name, config }
+            | Record::QueueSnapshot { qid, name, config, .. } => {
                 self.max_qid = self.max_qid.max(*qid);
                 let q = Queue {
                     state: Mutex::new(QueueState::new(*qid, name.clone(), config.clone())),
@@ -71,6 +72,11 @@ impl Catalog {
                 }
                 None => Effect::default(),
             },
+            Record::Checkpoint { max_qid, max_seq, .. } => {
+                self.max_qid = self.max_qid.max(*max_qid);
+                self.max_seq = self.max_seq.max(*max_seq);
+                Effect::default()
+            }
             Record::Group(recs) => {
                 let mut fx = Effect::default();
                 for r in recs {
@@ -117,7 +123,10 @@ pub fn queue_of(rec: &Record) -> Option<u64> {
         | Record::Released { qid, .. }
         | Record::DeadLettered { qid, .. }
         | Record::Redriven { qid, .. }
-        | Record::DeadLettersPurged { qid } => Some(*qid),
-        Record::Group(_) => None,
+        | Record::DeadLettersPurged { qid }
+        | Record::QueueSnapshot { qid, .. }
+        | Record::MessagesSnapshot { qid, .. }
+        | Record::DeadLettersSnapshot { qid, .. } => Some(*qid),
+        Record::Group(_) | Record::Checkpoint { .. } => None,
     }
 }

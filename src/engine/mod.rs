@@ -3,6 +3,7 @@
 //! function, so what a restart rebuilds is what clients saw.
 
 mod catalog;
+mod compaction;
 mod dlq;
 pub mod error;
 mod index;
@@ -18,12 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use compaction::{CompactionReport, DEFAULT_COMPACTION_RATIO};
 pub use error::EngineError;
 pub use types::*;
 
 use parking_lot::RwLock;
 
 use self::catalog::{Catalog, Queue};
+use self::compaction::{Compactor, ReplayFilter};
 use self::queue::QueueState;
 use self::rates::Rates;
 use self::record::Record;
@@ -51,6 +54,9 @@ pub struct EngineOptions {
     pub max_messages_per_queue: usize,
     /// The file layer under the log; `None` means the real file system.
     pub fs: Option<Arc<dyn FileSystem>>,
+    /// Compaction runs (from `sample_metrics`) once more than this share of the log's bytes
+    /// is dead and a sealed segment exists. Default 0.5; 1.0 or more never compacts.
+    pub compaction_ratio: f64,
 }
 
 impl EngineOptions {
@@ -62,6 +68,7 @@ impl EngineOptions {
             max_queues: 0,
             max_messages_per_queue: 0,
             fs: None,
+            compaction_ratio: DEFAULT_COMPACTION_RATIO,
         }
     }
 }
@@ -102,6 +109,7 @@ pub struct Engine {
     totals: GlobalCounters,
     max_queues: usize,
     max_messages_per_queue: usize,
+    compactor: Compactor,
 }
 
 fn storage_err(e: wal::WalError) -> EngineError {
@@ -120,15 +128,20 @@ impl Engine {
             totals: GlobalCounters::default(),
             max_queues: opts.max_queues,
             max_messages_per_queue: opts.max_messages_per_queue,
+            compactor: Compactor::new(opts.compaction_ratio),
         };
         if let StorageConfig::Wal(wal_opts) = opts.storage {
             engine.replay(wal_opts, opts.fs.unwrap_or_else(wal::real_fs))?;
         }
-        Ok(Arc::new(engine))
+        // The compaction trigger hands the engine itself to a background thread.
+        Ok(Arc::new_cyclic(|me| {
+            engine.compactor.me = me.clone();
+            engine
+        }))
     }
 
     /// Rebuilds every queue from the log through `Catalog::apply`, the same function live
-    /// traffic goes through.
+    /// traffic goes through: the checkpoint first, then the log records it does not hold.
     fn replay(
         &mut self,
         opts: WalOptions,
@@ -140,9 +153,12 @@ impl Engine {
         let rates = &self.rates;
         let counters = |name: &str| rates.counters(name, now);
         let catalog = self.catalog.get_mut();
-        let mut visit = |body: &[u8]| -> std::result::Result<(), String> {
+        let mut filter = ReplayFilter::default();
+        let mut visit = |lsn: u64, body: &[u8]| -> std::result::Result<(), String> {
             let rec = Record::decode(body).map_err(|e| format!("undecodable record: {e}"))?;
-            catalog.apply(&rec, &counters);
+            if let Some(rec) = filter.admit(lsn, rec) {
+                catalog.apply(&rec, &counters);
+            }
             Ok(())
         };
         let (log, summary) = Wal::open(opts, fs, &mut visit)
@@ -153,6 +169,7 @@ impl Engine {
             dir = %dir.display(),
             segments = summary.segments,
             records = summary.records,
+            checkpoint_records = summary.checkpoint_records,
             bytes = summary.bytes,
             queues = catalog.queues.len(),
             messages,
@@ -453,7 +470,8 @@ impl Engine {
     }
 
     /// One tick of the 1 s background work: settles expired locks in every queue (so stale
-    /// holders are cleared and waiters woken) and takes one metrics sample.
+    /// holders are cleared and waiters woken), takes one metrics sample, and starts a
+    /// compaction in the background when one is due.
     pub fn sample_metrics(&self) {
         let now = self.clock.now_ms();
         let queues: Vec<Arc<Queue>> = self.catalog.read().queues.values().cloned().collect();
@@ -471,6 +489,7 @@ impl Engine {
         let counts: std::collections::HashMap<String, (u64, u64)> =
             self.stats().into_iter().map(|s| (s.name.clone(), (s.total(), s.locked))).collect();
         self.rates.sample(now, |name| counts.get(name).copied());
+        self.maybe_compact();
     }
 
     /// Resolves when a message may have become available in `queue` (publish, nack,

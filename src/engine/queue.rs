@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crossbeam_skiplist::SkipMap;
 
 use super::index::ReadyKey;
-use super::record::{MsgId, PublishedMessage, Record};
+use super::record::{MsgId, PublishedMessage, Record, SnapshotDeadLetter, SnapshotMessage};
 use super::types::{Priority, QueueConfig};
 
 /// A message held by a consumer.
@@ -157,6 +157,12 @@ impl QueueState {
         self.dead_index.get(id).and_then(|k| self.dead.get(k))
     }
 
+    /// Copies of every message (ready and locked, in no order) and every dead letter
+    /// (oldest first), for a checkpoint. Payloads are shared, not copied.
+    pub fn snapshot(&self) -> (Vec<Message>, Vec<DeadLetter>) {
+        (self.msgs.values().cloned().collect(), self.dead.values().cloned().collect())
+    }
+
     /// Applies one queue-level record. Records that name no message of this queue (which a
     /// valid log never holds) are ignored rather than trusted.
     pub fn apply(&mut self, rec: &Record) -> Effect {
@@ -203,10 +209,7 @@ impl QueueState {
             Record::DeadLettered { id, at_ms, .. } => {
                 if let Some(m) = self.take(id) {
                     self.forget_payload(&m.payload);
-                    let k = self.next_dead;
-                    self.next_dead += 1;
-                    self.dead_index.insert(m.id, k);
-                    self.dead.insert(k, DeadLetter { msg: m, at_ms: *at_ms });
+                    self.push_dead(DeadLetter { msg: m, at_ms: *at_ms });
                 }
             }
             Record::Redriven { id, .. } => {
@@ -218,6 +221,24 @@ impl QueueState {
                         self.insert_ready(m);
                         fx.became_ready = 1;
                     }
+                }
+            }
+            Record::MessagesSnapshot { msgs, .. } => {
+                for snap in msgs {
+                    let m = restored_message(&self.config, snap);
+                    // Locked copies count as duplicates too, as they do after a publish.
+                    if let Some(d) = self.dups.as_mut() {
+                        *d.entry(m.payload.clone()).or_default() += 1;
+                    }
+                    fx.became_ready += u64::from(m.lock.is_none());
+                    self.insert(m);
+                }
+            }
+            Record::DeadLettersSnapshot { dead, .. } => {
+                for snap in dead {
+                    let mut m = new_message(&self.config, &snap.msg);
+                    m.retry_count = snap.retry_count;
+                    self.push_dead(DeadLetter { msg: m, at_ms: snap.at_ms });
                 }
             }
             Record::DeadLettersPurged { .. } => {
@@ -246,7 +267,9 @@ impl QueueState {
             // Catalog records are applied by the catalog.
             Record::QueueCreated { .. }
             | Record::QueueRenamed { .. }
-            | Record::QueueDeleted { .. } => {}
+            | Record::QueueDeleted { .. }
+            | Record::QueueSnapshot { .. }
+            | Record::Checkpoint { .. } => {}
         }
         fx
     }
@@ -284,6 +307,13 @@ impl QueueState {
         }
         self.dups = Some(dups);
         doomed.len() as u64
+    }
+
+    fn push_dead(&mut self, dl: DeadLetter) {
+        let k = self.next_dead;
+        self.next_dead += 1;
+        self.dead_index.insert(dl.msg.id, k);
+        self.dead.insert(k, dl);
     }
 
     fn insert_ready(&mut self, m: Message) {
@@ -343,5 +373,49 @@ fn new_message(config: &QueueConfig, p: &PublishedMessage) -> Message {
         retry_count: 0,
         created_at_ns: p.created_at_ns,
         lock: None,
+    }
+}
+
+fn restored_message(config: &QueueConfig, snap: &SnapshotMessage) -> Message {
+    let mut m = new_message(config, &snap.msg);
+    m.retry_count = snap.retry_count;
+    m.lock = snap.lock.as_ref().map(|l| Lock {
+        consumer: Arc::from(l.consumer.as_str()),
+        token: l.token,
+        deadline_ms: l.deadline_ms,
+    });
+    m
+}
+
+/// The checkpoint form of a dead letter.
+pub fn snapshot_dead_letter(dl: &DeadLetter) -> SnapshotDeadLetter {
+    SnapshotDeadLetter {
+        msg: published_form(&dl.msg),
+        retry_count: dl.msg.retry_count,
+        at_ms: dl.at_ms,
+    }
+}
+
+/// The checkpoint form of a message.
+pub fn snapshot_message(m: &Message) -> SnapshotMessage {
+    SnapshotMessage {
+        msg: published_form(m),
+        retry_count: m.retry_count,
+        lock: m.lock.as_ref().map(|l| super::record::SnapshotLock {
+            consumer: l.consumer.to_string(),
+            token: l.token,
+            deadline_ms: l.deadline_ms,
+        }),
+    }
+}
+
+fn published_form(m: &Message) -> PublishedMessage {
+    PublishedMessage {
+        id: m.id,
+        seq: m.key.seq(),
+        priority: m.priority.clone(),
+        payload: m.payload.to_string(),
+        max_retries: m.max_retries,
+        created_at_ns: m.created_at_ns,
     }
 }

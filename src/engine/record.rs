@@ -27,6 +27,30 @@ pub struct PublishedMessage {
     pub created_at_ns: u64,
 }
 
+/// A message's full state in a checkpoint: as published, plus what happened to it since.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct SnapshotMessage {
+    pub msg: PublishedMessage,
+    pub retry_count: u32,
+    pub lock: Option<SnapshotLock>,
+}
+
+/// The lock a consumer holds on a message, in a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct SnapshotLock {
+    pub consumer: String,
+    pub token: u64,
+    pub deadline_ms: u64,
+}
+
+/// A dead letter in a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct SnapshotDeadLetter {
+    pub msg: PublishedMessage,
+    pub retry_count: u32,
+    pub at_ms: u64,
+}
+
 /// One state change. Variants are only ever appended at the end: the variant index is part
 /// of the on-disk format.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -105,6 +129,34 @@ pub enum Record {
     /// Several records that take effect together: one frame in the log, so a crash keeps
     /// all of them or none.
     Group(Vec<Record>),
+    // The variants below only appear in checkpoint files, never in log segments.
+    /// A queue as of log position `lsn`, created empty with this config; the snapshot
+    /// records of its messages and dead letters follow. Log records of the queue up to
+    /// `lsn` are already reflected, and replay skips them.
+    QueueSnapshot {
+        qid: u64,
+        name: String,
+        config: QueueConfig,
+        lsn: u64,
+    },
+    /// Some of a queue's messages (ready or locked), in no particular order.
+    MessagesSnapshot {
+        qid: u64,
+        msgs: Vec<SnapshotMessage>,
+    },
+    /// Some of a queue's dead letters, oldest first, after any sent before.
+    DeadLettersSnapshot {
+        qid: u64,
+        dead: Vec<SnapshotDeadLetter>,
+    },
+    /// The last record of a checkpoint. Its catalog is as of `catalog_lsn`: catalog
+    /// records up to it are reflected. Queue ids and message sequence numbers continue
+    /// above `max_qid` and `max_seq`.
+    Checkpoint {
+        catalog_lsn: u64,
+        max_qid: u64,
+        max_seq: u64,
+    },
 }
 
 fn config() -> impl bincode::config::Config {
@@ -167,7 +219,40 @@ mod tests {
             Record::Redriven { qid: 1, id: ID },
             Record::DeadLettersPurged { qid: 1 },
             Record::Group(vec![Record::QueuePurged { qid: 2 }, Record::QueueDeleted { qid: 2 }]),
+            Record::QueueSnapshot {
+                qid: 1,
+                name: "q".into(),
+                config: QueueConfig::default(),
+                lsn: 9,
+            },
+            Record::MessagesSnapshot {
+                qid: 1,
+                msgs: vec![
+                    SnapshotMessage { msg: small_msg(), retry_count: 2, lock: None },
+                    SnapshotMessage {
+                        msg: small_msg(),
+                        retry_count: 1,
+                        lock: Some(SnapshotLock { consumer: "w".into(), token: 8, deadline_ms: 3 }),
+                    },
+                ],
+            },
+            Record::DeadLettersSnapshot {
+                qid: 1,
+                dead: vec![SnapshotDeadLetter { msg: small_msg(), retry_count: 4, at_ms: 6 }],
+            },
+            Record::Checkpoint { catalog_lsn: 10, max_qid: 2, max_seq: 300 },
         ]
+    }
+
+    fn small_msg() -> PublishedMessage {
+        PublishedMessage {
+            id: ID,
+            seq: 5,
+            priority: Priority::Num(1),
+            payload: "p".into(),
+            max_retries: 3,
+            created_at_ns: 1,
+        }
     }
 
     fn hex(bytes: &[u8]) -> String {
@@ -198,6 +283,10 @@ mod tests {
             format!("0d01{AB16}"),
             "0e01".to_string(),
             "0f0204020302".to_string(),
+            "1001017100010009".to_string(),
+            format!("110102{AB16}050001017003010200{AB16}05000101700301010101770803"),
+            format!("120101{AB16}050001017003010406"),
+            "130a02fb2c01".to_string(),
         ];
         let got: Vec<String> = samples().iter().map(|r| hex(&r.encode())).collect();
         assert_eq!(got.len(), expected.len());

@@ -4,22 +4,49 @@
 
 /// First eight bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"QRUSTYWL";
-/// Bumped whenever a byte of the header or frame layout changes meaning.
-pub const FORMAT_VERSION: u32 = 1;
-/// Size of the segment header; the first frame starts right after it.
-pub const HEADER_LEN: usize = 32;
+/// First eight bytes of every checkpoint file.
+pub const CHECKPOINT_MAGIC: [u8; 8] = *b"QRUSTYCK";
+/// Bumped whenever a byte of the header or frame layout changes meaning. Version 2 added the
+/// first LSN to the header (and checkpoint files).
+pub const FORMAT_VERSION: u32 = 2;
+/// Size of the segment (and checkpoint) header; the first frame starts right after it.
+pub const HEADER_LEN: usize = 40;
 /// Size of a frame's fixed part: body length, then CRC.
 pub const FRAME_HEADER_LEN: usize = 8;
+/// Size of the footer that closes a checkpoint file.
+pub const FOOTER_LEN: usize = 28;
+/// First eight bytes of a checkpoint footer. Read as a frame length it is far above any
+/// record size, so a footer can never be mistaken for a frame.
+pub const FOOTER_MAGIC: [u8; 8] = *b"QCKPTEND";
 
-/// Encodes the header of segment `segment_id`.
-pub fn encode_header(segment_id: u64) -> [u8; HEADER_LEN] {
+/// What a segment or checkpoint header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The segment id, or for a checkpoint the id of the first segment it does not cover.
+    pub id: u64,
+    /// Log sequence number of the segment's first record (the next one when it has none).
+    pub first_lsn: u64,
+}
+
+/// Encodes the header of segment `segment_id` whose first record gets `first_lsn`.
+pub fn encode_header(segment_id: u64, first_lsn: u64) -> [u8; HEADER_LEN] {
+    encode_header_with(MAGIC, segment_id, first_lsn)
+}
+
+/// Encodes the header of a checkpoint covering the segments below `covers_below`.
+pub fn encode_checkpoint_header(covers_below: u64, first_lsn: u64) -> [u8; HEADER_LEN] {
+    encode_header_with(CHECKPOINT_MAGIC, covers_below, first_lsn)
+}
+
+fn encode_header_with(magic: [u8; 8], id: u64, first_lsn: u64) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
-    header[0..8].copy_from_slice(&MAGIC);
+    header[0..8].copy_from_slice(&magic);
     header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    // Bytes 12..16 are flags, 24..28 reserved: both zero in version 1.
-    header[16..24].copy_from_slice(&segment_id.to_le_bytes());
-    let crc = crc32fast::hash(&header[0..28]);
-    header[28..32].copy_from_slice(&crc.to_le_bytes());
+    // Bytes 12..16 are flags, 32..36 reserved: both zero in version 2.
+    header[16..24].copy_from_slice(&id.to_le_bytes());
+    header[24..32].copy_from_slice(&first_lsn.to_le_bytes());
+    let crc = crc32fast::hash(&header[0..36]);
+    header[36..40].copy_from_slice(&crc.to_le_bytes());
     header
 }
 
@@ -32,26 +59,84 @@ pub enum HeaderError {
     Invalid,
     /// A valid header of a format this build cannot read.
     Version(u32),
-    /// Flags or reserved bytes set that version 1 does not know.
+    /// Flags or reserved bytes set that version 2 does not know.
     UnknownFlags,
 }
 
-/// Decodes a segment header and returns the segment id it names.
-pub fn decode_header(bytes: &[u8]) -> Result<u64, HeaderError> {
-    let header = bytes.get(..HEADER_LEN).ok_or(HeaderError::Short)?;
-    let stored_crc = u32::from_le_bytes(header[28..32].try_into().expect("4 bytes"));
-    if header[0..8] != MAGIC || crc32fast::hash(&header[0..28]) != stored_crc {
+/// Decodes a segment header.
+pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
+    decode_header_with(MAGIC, bytes)
+}
+
+/// Decodes a checkpoint header.
+pub fn decode_checkpoint_header(bytes: &[u8]) -> Result<Header, HeaderError> {
+    decode_header_with(CHECKPOINT_MAGIC, bytes)
+}
+
+fn decode_header_with(magic: [u8; 8], bytes: &[u8]) -> Result<Header, HeaderError> {
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    // A version 1 header (32 bytes, CRC at 28) is recognised as such rather than read as
+    // damage: damage in the newest segment would be cut, and cutting an old log loses it.
+    let v1 = bytes.len() >= 32 && bytes[0..8] == magic && u32_at(8) == 1;
+    if v1 && crc32fast::hash(&bytes[0..28]) == u32_at(28) {
+        return Err(HeaderError::Version(1));
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(HeaderError::Short);
+    }
+    if bytes[0..8] != magic || crc32fast::hash(&bytes[0..36]) != u32_at(36) {
         return Err(HeaderError::Invalid);
     }
 
-    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    let version = u32_at(8);
     if version != FORMAT_VERSION {
         return Err(HeaderError::Version(version));
     }
-    if header[12..16] != [0; 4] || header[24..28] != [0; 4] {
+    if u32_at(12) != 0 || u32_at(32) != 0 {
         return Err(HeaderError::UnknownFlags);
     }
-    Ok(u64::from_le_bytes(header[16..24].try_into().expect("8 bytes")))
+    Ok(Header { id: u64_at(16), first_lsn: u64_at(24) })
+}
+
+/// The key that checkpoint frames are checksummed with instead of a segment id: the top bit
+/// set, so that a frame of checkpoint `id` never validates in segment `id` or vice versa.
+pub fn checkpoint_key(id: u64) -> u64 {
+    id | (1 << 63)
+}
+
+/// Encodes the footer that closes checkpoint `id`: it proves the file is whole and says
+/// how many frames precede it and the last LSN the checkpoint reflects.
+pub fn encode_footer(id: u64, frames: u64, last_lsn: u64) -> [u8; FOOTER_LEN] {
+    let mut footer = [0u8; FOOTER_LEN];
+    footer[0..8].copy_from_slice(&FOOTER_MAGIC);
+    footer[8..16].copy_from_slice(&frames.to_le_bytes());
+    footer[16..24].copy_from_slice(&last_lsn.to_le_bytes());
+    let crc = footer_crc(id, &footer[..24]);
+    footer[24..28].copy_from_slice(&crc.to_le_bytes());
+    footer
+}
+
+/// Decodes a footer of checkpoint `id`: `(frames, last_lsn)`, or `None` if `bytes` is not
+/// exactly a valid footer.
+pub fn decode_footer(id: u64, bytes: &[u8]) -> Option<(u64, u64)> {
+    if bytes.len() != FOOTER_LEN || bytes[0..8] != FOOTER_MAGIC {
+        return None;
+    }
+    let stored = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+    if footer_crc(id, &bytes[..24]) != stored {
+        return None;
+    }
+    let frames = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    let last_lsn = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    Some((frames, last_lsn))
+}
+
+fn footer_crc(id: u64, fields: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&checkpoint_key(id).to_le_bytes());
+    hasher.update(fields);
+    hasher.finalize()
 }
 
 /// The frame checksum. The segment id is hashed first so that a frame copied from (or left
@@ -152,15 +237,39 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_rejects_any_flipped_byte() {
-        let header = encode_header(0x0102_0304_0506_0708);
-        assert_eq!(decode_header(&header), Ok(0x0102_0304_0506_0708));
+        let header = encode_header(0x0102_0304_0506_0708, 99);
+        let expected = Header { id: 0x0102_0304_0506_0708, first_lsn: 99 };
+        assert_eq!(decode_header(&header), Ok(expected));
+        assert_eq!(decode_checkpoint_header(&header), Err(HeaderError::Invalid));
 
         for i in 0..HEADER_LEN {
             let mut bad = header;
             bad[i] ^= 0x40;
             assert!(decode_header(&bad).is_err(), "flip at byte {i} accepted");
         }
-        assert_eq!(decode_header(&header[..31]), Err(HeaderError::Short));
+        assert_eq!(decode_header(&header[..39]), Err(HeaderError::Short));
+    }
+
+    #[test]
+    fn a_version_1_header_is_refused_as_an_old_format_not_as_damage() {
+        let mut old = [0u8; 32];
+        old[0..8].copy_from_slice(&MAGIC);
+        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        old[16..24].copy_from_slice(&1u64.to_le_bytes());
+        let crc = crc32fast::hash(&old[0..28]);
+        old[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_header(&old), Err(HeaderError::Version(1)));
+    }
+
+    #[test]
+    fn a_footer_validates_only_for_its_own_checkpoint() {
+        let footer = encode_footer(5, 12, 345);
+        assert_eq!(decode_footer(5, &footer), Some((12, 345)));
+        assert_eq!(decode_footer(6, &footer), None);
+        assert_eq!(decode_footer(5, &footer[..27]), None);
+        // Read as a frame length, the footer magic is far above any record size.
+        let len = u32::from_le_bytes(footer[0..4].try_into().unwrap());
+        assert!(len > 1 << 30);
     }
 
     #[test]

@@ -6,12 +6,19 @@
 //! - [`fs`]: the file layer ([`FileSystem`]) with the real disk; [`simfs`]: a simulated one
 //!   with fault injection and power cuts, for tests.
 //! - `writer`: the single writer thread, group commit, the durability watermark.
-//! - `recovery`: replay at open, torn-tail cutting, damage detection.
+//! - `recovery`: replay at open (the newest checkpoint, then the segments it does not
+//!   cover), torn-tail cutting, damage detection.
+//! - [`checkpoint`]: checkpoint files, written beside the log so old segments can go.
+//!
+//! Every record gets a log sequence number (LSN): 1 for the first record ever, then one up
+//! per record, across restarts. A segment header stores the LSN of its first record, so a
+//! record's LSN is that plus its position in the segment.
 //!
 //! A record travels: [`Wal::append`] copies it into the pending buffer and returns a
 //! [`Ticket`]; the writer writes every pending record in one go, fdatasyncs, and raises the
 //! watermark; the ticket completes once the watermark covers it.
 
+pub mod checkpoint;
 pub mod frame;
 pub mod fs;
 mod recovery;
@@ -22,17 +29,24 @@ mod writer;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
+pub use checkpoint::{CheckpointReport, CheckpointWriter};
 pub use fs::{real_fs, FileBytes, FileSystem, RealFs, WalFile};
 pub use simfs::{CrashMode, Fault, SimCounts, SimFs};
 
 use segment::ActiveSegment;
-use writer::{Shared, Writer};
+use writer::{Mark, MarkKind, Shared, Writer};
+
+pub use recovery::Visit;
+
+/// The LSN that recovery passes with the bodies of a checkpoint: no log record has it, since
+/// LSNs start at 1.
+pub const CHECKPOINT_LSN: u64 = 0;
 
 /// When a write counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +139,7 @@ pub const FSYNC_BUCKETS_SECONDS: [f64; 12] =
 /// A snapshot of the log's counters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WalStats {
-    /// Bytes of all segment files.
+    /// Bytes of all segment files and of the checkpoint.
     pub bytes_on_disk: u64,
     pub segments: usize,
     /// fdatasyncs of segment files since open.
@@ -137,6 +151,16 @@ pub struct WalStats {
     /// Records handed to the OS since open.
     pub records_written: u64,
     pub read_only: bool,
+    /// Bytes of the sealed segments (every segment but the one appended to).
+    pub sealed_bytes: u64,
+    /// Bytes of the current checkpoint file (0 when there is none).
+    pub checkpoint_bytes: u64,
+    /// Checkpoints committed since open, the seconds they took from start to the last
+    /// deletion, and the bytes they freed (deleted segments and checkpoints minus the new
+    /// checkpoint).
+    pub compactions: u64,
+    pub compaction_seconds_sum: f64,
+    pub compaction_reclaimed_bytes: u64,
 }
 
 /// What recovery found at open.
@@ -150,6 +174,9 @@ pub struct RecoverySummary {
     pub bytes: u64,
     /// Bytes cut off (torn tail, or the damaged rest in truncate mode).
     pub truncated_bytes: u64,
+    /// Records and bytes of the checkpoint loaded before the segments (0 when none).
+    pub checkpoint_records: u64,
+    pub checkpoint_bytes: u64,
     pub millis: u64,
 }
 
@@ -157,33 +184,49 @@ pub struct RecoverySummary {
 pub struct Wal {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
 }
 
 impl Wal {
-    /// Opens (or creates) the log in `opts.dir` and replays every valid record body, in log
-    /// order, through `visit`. An `Err` from `visit` aborts the open with
-    /// [`WalError::Corrupt`] naming the file and offset of that record. A torn tail of the
-    /// newest segment is cut (one WARN line); damage elsewhere is an error unless
-    /// `opts.recovery` is `Truncate`. Then the writer thread starts.
+    /// Opens (or creates) the log in `opts.dir` and replays, through `visit`, first the
+    /// bodies of the newest checkpoint (with LSN [`CHECKPOINT_LSN`]), then every valid
+    /// record of the segments it does not cover, in log order, with its LSN. An `Err` from
+    /// `visit` aborts the open with [`WalError::Corrupt`] naming the file and offset of that
+    /// record. A torn tail of the newest segment is cut (one WARN line); damage elsewhere is
+    /// an error unless `opts.recovery` is `Truncate`. Then the writer thread starts.
     pub fn open(
         opts: WalOptions,
         fs: Arc<dyn FileSystem>,
-        visit: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+        visit: &mut Visit<'_>,
     ) -> Result<(Wal, RecoverySummary), WalError> {
         fs.create_dir_all(&opts.dir)?;
         let recovered = recovery::recover(&*fs, &opts, visit)?;
 
-        let shared = Arc::new(Shared::new(opts.max_record_bytes));
+        let last_lsn = recovered.last_lsn;
+        let shared = Arc::new(Shared::new(opts.max_record_bytes, last_lsn));
         let mut segments = recovered.summary.segments;
-        let mut bytes = recovered.summary.bytes;
+        let mut bytes = recovered.summary.bytes + recovered.checkpoint_bytes;
+        let mut sealed: std::collections::BTreeMap<u64, u64> =
+            recovered.sealed.iter().copied().collect();
         // Only the newest segment of all is reopened: one whose successors were cut away in
         // recovery was sealed, and a new segment must get an id above every id ever used.
+        // Nor is one whose next LSN a checkpoint already passed (a truncating recovery cut
+        // records the checkpoint reflects): its records would reuse LSNs.
         let segment = match recovered.tail {
-            Some((id, path, len)) if len < opts.segment_bytes && id == recovered.max_id => {
-                ActiveSegment::reopen(&*fs, id, path, len)?
+            Some(tail)
+                if tail.len < opts.segment_bytes
+                    && tail.id == recovered.max_id
+                    && tail.next_lsn == last_lsn + 1 =>
+            {
+                ActiveSegment::reopen(&*fs, tail.id, tail.path, tail.first_lsn, tail.len)?
             }
-            _ => {
-                let created = ActiveSegment::create(&*fs, &opts.dir, recovered.max_id + 1)?;
+            tail => {
+                if let Some(tail) = tail {
+                    sealed.insert(tail.id, tail.len);
+                }
+                let id = recovered.max_id + 1;
+                let created = ActiveSegment::create(&*fs, &opts.dir, id, last_lsn + 1)?;
                 segments += 1;
                 bytes += created.written;
                 created
@@ -191,13 +234,79 @@ impl Wal {
         };
         shared.stats.segments.store(segments, Ordering::Relaxed);
         shared.stats.bytes_on_disk.store(bytes, Ordering::Relaxed);
+        shared.stats.checkpoint_bytes.store(recovered.checkpoint_bytes, Ordering::Relaxed);
+        *shared.stats.sealed.lock() = sealed;
 
-        let writer = Writer::new(shared.clone(), fs, opts, segment);
+        let dir = opts.dir.clone();
+        let writer = Writer::new(shared.clone(), fs.clone(), opts, segment, last_lsn);
         let handle = std::thread::Builder::new()
             .name("wal-writer".to_string())
             .spawn(move || writer.run())?;
-        let wal = Wal { shared, writer: Mutex::new(Some(handle)) };
+        let wal = Wal { shared, writer: Mutex::new(Some(handle)), fs, dir };
         Ok((wal, recovered.summary))
+    }
+
+    /// LSN of the last record appended (0 before the first record ever).
+    pub fn last_lsn(&self) -> u64 {
+        self.shared.queue.lock().appended
+    }
+
+    /// Asks the writer to seal the active segment and start a new one once every record
+    /// appended before this call is written: those all end up in older segments, later ones
+    /// in the new segment or after it. Does not block; [`RollTicket::wait`] does. An empty
+    /// active segment is not rolled: it already follows every earlier record.
+    pub fn roll(&self) -> Result<RollTicket, WalError> {
+        let (reply, lsn) = self.mark(MarkKind::Roll)?;
+        Ok(RollTicket { reply, lsn, shared: self.shared.clone() })
+    }
+
+    /// Makes every record appended before the call durable, whatever the fsync policy, and
+    /// returns the LSN durable now. Blocks.
+    pub fn sync(&self) -> Result<u64, WalError> {
+        let (reply, _) = self.mark(MarkKind::Sync)?;
+        reply.recv().map_err(|_| self.failure())
+    }
+
+    fn mark(&self, kind: MarkKind) -> Result<(mpsc::Receiver<u64>, u64), WalError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let mut queue = self.shared.queue.lock();
+        if let Some(reason) = &queue.failure {
+            return Err(WalError::ReadOnly(reason.clone()));
+        }
+        if queue.closing {
+            return Err(WalError::Closed);
+        }
+        let at = queue.pending.len();
+        queue.marks.push(Mark { at, kind, reply: tx });
+        let lsn = queue.appended;
+        drop(queue);
+        self.shared.work.notify_one();
+        Ok((rx, lsn))
+    }
+
+    fn failure(&self) -> WalError {
+        let queue = self.shared.queue.lock();
+        match &queue.failure {
+            Some(reason) => WalError::ReadOnly(reason.clone()),
+            None => WalError::Closed,
+        }
+    }
+
+    /// Starts a checkpoint that replaces every segment below `covers_below` (the id a
+    /// [`RollTicket`] returned) and every older checkpoint. `first_lsn` is the LSN of the
+    /// first record of segment `covers_below`; it goes into the header for the record.
+    pub fn begin_checkpoint(
+        &self,
+        covers_below: u64,
+        first_lsn: u64,
+    ) -> Result<CheckpointWriter, WalError> {
+        CheckpointWriter::create(
+            self.fs.clone(),
+            self.shared.clone(),
+            self.dir.clone(),
+            covers_below,
+            first_lsn,
+        )
     }
 
     /// Enqueues one record body and returns the ticket that completes once it is durable.
@@ -225,7 +334,7 @@ impl Wal {
         let was_idle = queue.pending.is_empty();
         frame::push_unsealed(&mut queue.pending, body);
         queue.appended += 1;
-        let seq = queue.appended;
+        let lsn = queue.appended;
         drop(queue);
 
         // The writer only sleeps while `pending` is empty, so only the first record of a
@@ -233,7 +342,7 @@ impl Wal {
         if was_idle {
             self.shared.work.notify_one();
         }
-        Ok(Ticket { seq, shared: self.shared.clone() })
+        Ok(Ticket { seq: lsn, shared: self.shared.clone() })
     }
 
     /// Writes and fsyncs everything appended so far, then stops the writer. Later appends
@@ -254,6 +363,32 @@ impl Wal {
 
     pub fn stats(&self) -> WalStats {
         self.shared.stats.snapshot()
+    }
+}
+
+/// A pending [`Wal::roll`].
+pub struct RollTicket {
+    reply: mpsc::Receiver<u64>,
+    lsn: u64,
+    shared: Arc<Shared>,
+}
+
+impl RollTicket {
+    /// LSN of the last record appended before the roll: every record up to it is in a
+    /// segment below the new one.
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    /// Blocks until the roll is done; returns the id of the segment appended to after it.
+    pub fn wait(self) -> Result<u64, WalError> {
+        self.reply.recv().map_err(|_| {
+            let queue = self.shared.queue.lock();
+            match &queue.failure {
+                Some(reason) => WalError::ReadOnly(reason.clone()),
+                None => WalError::Closed,
+            }
+        })
     }
 }
 
@@ -305,7 +440,7 @@ impl Ticket {
         self.outcome()
     }
 
-    /// The sequence number of the record (1 for the first append since open).
+    /// The LSN of the record.
     pub fn seq(&self) -> u64 {
         self.seq
     }

@@ -1,21 +1,44 @@
-//! Startup: replay every segment in order, tell a torn tail (cut it, warn once) from real
-//! damage (stop, or keep the valid prefix in truncate mode).
+//! Startup: load the newest checkpoint, then replay every segment it does not cover, in
+//! order; tell a torn tail (cut it, warn once) from real damage (stop, or keep the valid
+//! prefix in truncate mode).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::checkpoint;
 use super::frame::{self, FrameError, HeaderError, FRAME_HEADER_LEN, HEADER_LEN};
 use super::fs::FileSystem;
-use super::segment::list_segments;
-use super::{RecoveryMode, RecoverySummary, WalError, WalOptions};
+use super::segment::{is_checkpoint_temp, list_checkpoints, list_segments};
+use super::{RecoveryMode, RecoverySummary, WalError, WalOptions, CHECKPOINT_LSN};
+
+/// The visitor recovery feeds: `(lsn, body)`, checkpoint bodies with [`CHECKPOINT_LSN`].
+pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), String> + 'a;
 
 /// What recovery leaves for the writer.
 pub struct Recovered {
     pub summary: RecoverySummary,
-    /// The newest kept segment with a valid header: id, path, valid length.
-    pub tail: Option<(u64, PathBuf, u64)>,
+    /// The newest kept segment with a valid header.
+    pub tail: Option<Tail>,
     /// Highest segment id ever seen, kept or not: new segments must go above it.
     pub max_id: u64,
+    /// LSN of the last record recovered (or that a checkpoint reflects): appends continue
+    /// above it.
+    pub last_lsn: u64,
+    /// Sealed segments kept: id -> bytes.
+    pub sealed: Vec<(u64, u64)>,
+    /// Bytes of the checkpoint loaded (0 when none).
+    pub checkpoint_bytes: u64,
+}
+
+/// The newest segment, which the writer may reopen.
+pub struct Tail {
+    pub id: u64,
+    pub path: PathBuf,
+    pub first_lsn: u64,
+    /// Valid length in bytes.
+    pub len: u64,
+    /// LSN its next record would get.
+    pub next_lsn: u64,
 }
 
 /// Where and why a segment stops being valid.
@@ -29,30 +52,53 @@ struct Scan {
     /// Length of the valid part (the whole file when there is no damage).
     valid_len: u64,
     records: u64,
+    /// LSN of the first record, from the header (0 when the header is damaged).
+    first_lsn: u64,
     damage: Option<Damage>,
 }
 
 pub fn recover(
     fs: &dyn FileSystem,
     opts: &WalOptions,
-    visit: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    visit: &mut Visit<'_>,
 ) -> Result<Recovered, WalError> {
     let started = Instant::now();
-    let segments = list_segments(fs, &opts.dir)?;
-    let max_id = segments.last().map_or(0, |(id, _)| *id);
     let mut summary = RecoverySummary::default();
-    let mut tail = None;
+    let loaded = load_checkpoint(fs, opts, visit, &mut summary)?;
+    let covers_below = loaded.map_or(0, |(id, _, _)| id);
+    let mut last_lsn = loaded.map_or(0, |(_, lsn, _)| lsn);
+
+    let all_segments = list_segments(fs, &opts.dir)?;
+    // A checkpoint's segment id was created (and made durable) before the checkpoint, so new
+    // segments go above it even if that segment was later cut away as a torn tail.
+    let max_id = all_segments.last().map_or(0, |(id, _)| *id).max(covers_below.saturating_sub(1));
+    let segments: Vec<(u64, PathBuf)> =
+        all_segments.into_iter().filter(|(id, _)| *id >= covers_below).collect();
+    let mut tail: Option<Tail> = None;
+    let mut sealed = Vec::new();
 
     for (index, (id, path)) in segments.iter().enumerate() {
         let newest = index + 1 == segments.len();
         let bytes = fs.read(path)?;
         let scan = scan_segment(&bytes, *id, opts.max_record_bytes, path, visit)?;
         summary.records += scan.records;
+        if scan.first_lsn > 0 {
+            last_lsn = last_lsn.max(scan.first_lsn + scan.records - 1);
+        }
 
         let Some(damage) = scan.damage else {
             summary.segments += 1;
             summary.bytes += scan.valid_len;
-            tail = Some((*id, path.clone(), scan.valid_len));
+            if let Some(older) = tail.take() {
+                sealed.push((older.id, older.len));
+            }
+            tail = Some(Tail {
+                id: *id,
+                path: path.clone(),
+                first_lsn: scan.first_lsn,
+                len: scan.valid_len,
+                next_lsn: scan.first_lsn + scan.records,
+            });
             continue;
         };
 
@@ -100,13 +146,74 @@ pub fn recover(
         if kept {
             summary.segments += 1;
             summary.bytes += damage.offset;
-            tail = Some((*id, path.clone(), damage.offset));
+            if let Some(older) = tail.take() {
+                sealed.push((older.id, older.len));
+            }
+            tail = Some(Tail {
+                id: *id,
+                path: path.clone(),
+                first_lsn: scan.first_lsn,
+                len: damage.offset,
+                next_lsn: scan.first_lsn + scan.records,
+            });
         }
         break;
     }
 
     summary.millis = started.elapsed().as_millis() as u64;
-    Ok(Recovered { summary, tail, max_id })
+    let checkpoint_bytes = summary.checkpoint_bytes;
+    Ok(Recovered { summary, tail, max_id, last_lsn, sealed, checkpoint_bytes })
+}
+
+/// Loads the newest checkpoint, if any, through `visit`, then removes what it makes
+/// obsolete: half-written checkpoints, older checkpoints and the segments it covers (all
+/// left behind by a crash during compaction). Returns its id, the last LSN it reflects and
+/// its size.
+fn load_checkpoint(
+    fs: &dyn FileSystem,
+    opts: &WalOptions,
+    visit: &mut Visit<'_>,
+    summary: &mut RecoverySummary,
+) -> Result<Option<(u64, u64, u64)>, WalError> {
+    let dir = &opts.dir;
+    let mut removed = false;
+    for name in fs.list(dir)? {
+        if is_checkpoint_temp(&name) {
+            fs.remove(&dir.join(name))?;
+            removed = true;
+        }
+    }
+
+    let mut checkpoints = list_checkpoints(fs, dir)?;
+    let Some((id, path)) = checkpoints.pop() else {
+        if removed {
+            fs.sync_dir(dir)?;
+        }
+        return Ok(None);
+    };
+    // Limitation: a damaged newest checkpoint fails the open in every recovery mode. The
+    // segments it covered are gone, so there is no valid prefix to fall back to.
+    let bytes = fs.read(&path)?;
+    let loaded = checkpoint::read(&bytes, id, opts.max_record_bytes, &path, &mut |body| {
+        visit(CHECKPOINT_LSN, body)
+    })?;
+    summary.checkpoint_records = loaded.records;
+    summary.checkpoint_bytes = bytes.len() as u64;
+
+    for (_, older) in checkpoints {
+        fs.remove(&older)?;
+        removed = true;
+    }
+    for (segment, seg_path) in list_segments(fs, dir)? {
+        if segment < id {
+            fs.remove(&seg_path)?;
+            removed = true;
+        }
+    }
+    if removed {
+        fs.sync_dir(dir)?;
+    }
+    Ok(Some((id, loaded.last_lsn, bytes.len() as u64)))
 }
 
 /// Replays the valid frames of one segment through `visit`, stopping at the first damage.
@@ -115,11 +222,16 @@ fn scan_segment(
     id: u64,
     max_record_bytes: u32,
     path: &Path,
-    visit: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    visit: &mut Visit<'_>,
 ) -> Result<Scan, WalError> {
+    let mut first_lsn = 0;
     let header_damage = match frame::decode_header(bytes) {
-        Ok(named) if named == id => None,
-        Ok(named) => Some(format!("header names segment {named}, file name says {id}")),
+        Ok(header) if header.id == id && header.first_lsn > 0 => {
+            first_lsn = header.first_lsn;
+            None
+        }
+        Ok(header) if header.id == id => Some("header gives first LSN 0".to_string()),
+        Ok(header) => Some(format!("header names segment {}, file name says {id}", header.id)),
         Err(HeaderError::Short) => Some("incomplete segment header".to_string()),
         Err(HeaderError::Invalid) => Some("invalid segment header".to_string()),
         // A header that validates but that this build cannot read is a newer log, not
@@ -135,7 +247,7 @@ fn scan_segment(
     };
     if let Some(reason) = header_damage {
         let damage = Some(Damage { offset: 0, reason });
-        return Ok(Scan { valid_len: 0, records: 0, damage });
+        return Ok(Scan { valid_len: 0, records: 0, first_lsn, damage });
     }
 
     let mut offset = HEADER_LEN;
@@ -143,7 +255,7 @@ fn scan_segment(
     while offset < bytes.len() {
         match frame::decode_frame(&bytes[offset..], id, max_record_bytes) {
             Ok((body, len)) => {
-                visit(body).map_err(|reason| WalError::Corrupt {
+                visit(first_lsn + records, body).map_err(|reason| WalError::Corrupt {
                     file: path.to_path_buf(),
                     offset: offset as u64,
                     reason: format!("replay rejected the record: {reason}"),
@@ -163,11 +275,11 @@ fn scan_segment(
             }
             Err(err) => {
                 let damage = Some(Damage { offset: offset as u64, reason: err.describe() });
-                return Ok(Scan { valid_len: offset as u64, records, damage });
+                return Ok(Scan { valid_len: offset as u64, records, first_lsn, damage });
             }
         }
     }
-    Ok(Scan { valid_len: offset as u64, records, damage: None })
+    Ok(Scan { valid_len: offset as u64, records, first_lsn, damage: None })
 }
 
 /// True when `bytes` starts with a whole frame of body length `len` whose CRC matches. Reads

@@ -9,6 +9,11 @@ use super::fs::{FileSystem, WalFile};
 /// File name extension of a segment.
 pub const SEGMENT_EXT: &str = ".qlog";
 
+/// File name extension of a checkpoint.
+pub const CHECKPOINT_EXT: &str = ".qckpt";
+/// Suffix of a checkpoint still being written; such a file is never read, only removed.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
 /// A segment's file name: its id in 20 zero-padded decimal digits, so that names sort in
 /// id order too.
 pub fn segment_name(id: u64) -> String {
@@ -24,15 +29,53 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// The segments in `dir`, sorted by id.
-pub fn list_segments(fs: &dyn FileSystem, dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut segments: Vec<(u64, PathBuf)> = fs
+/// A checkpoint's file name: the id of the first segment it does not cover, like a segment
+/// name but with its own extension.
+pub fn checkpoint_name(id: u64) -> String {
+    format!("{id:020}{CHECKPOINT_EXT}")
+}
+
+/// The name a checkpoint is written under before its atomic rename.
+pub fn checkpoint_temp_name(id: u64) -> String {
+    format!("{}{TEMP_SUFFIX}", checkpoint_name(id))
+}
+
+/// The id a checkpoint file name carries, or `None` for any other file.
+pub fn parse_checkpoint_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(CHECKPOINT_EXT)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// True for a checkpoint left half-written by a crash.
+pub fn is_checkpoint_temp(name: &str) -> bool {
+    name.strip_suffix(TEMP_SUFFIX).and_then(parse_checkpoint_name).is_some()
+}
+
+fn list_by(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    parse: fn(&str) -> Option<u64>,
+) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found: Vec<(u64, PathBuf)> = fs
         .list(dir)?
         .into_iter()
-        .filter_map(|name| parse_segment_name(&name).map(|id| (id, dir.join(name))))
+        .filter_map(|name| parse(&name).map(|id| (id, dir.join(name))))
         .collect();
-    segments.sort_by_key(|(id, _)| *id);
-    Ok(segments)
+    found.sort_by_key(|(id, _)| *id);
+    Ok(found)
+}
+
+/// The segments in `dir`, sorted by id.
+pub fn list_segments(fs: &dyn FileSystem, dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    list_by(fs, dir, parse_segment_name)
+}
+
+/// The (complete, renamed) checkpoints in `dir`, sorted by id.
+pub fn list_checkpoints(fs: &dyn FileSystem, dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    list_by(fs, dir, parse_checkpoint_name)
 }
 
 /// The segment the writer appends to.
@@ -40,6 +83,8 @@ pub struct ActiveSegment {
     pub id: u64,
     pub path: PathBuf,
     pub file: Box<dyn WalFile>,
+    /// LSN of the first record that went (or goes) into this segment.
+    pub first_lsn: u64,
     /// Bytes handed to the OS so far, header included.
     pub written: u64,
     /// Bytes whose records were acknowledged; on a failure the file is cut back to this.
@@ -50,12 +95,17 @@ impl ActiveSegment {
     /// Creates segment `id` with its header, durable before it returns: the file content is
     /// synced, then the directory, so that a crash never leaves a newer segment whose entry
     /// exists but whose header does not (that would look like damage, not a torn tail).
-    pub fn create(fs: &dyn FileSystem, dir: &Path, id: u64) -> io::Result<ActiveSegment> {
+    pub fn create(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        id: u64,
+        first_lsn: u64,
+    ) -> io::Result<ActiveSegment> {
         let path = dir.join(segment_name(id));
         let mut file = fs.create_new(&path)?;
 
         let result = file
-            .append(&frame::encode_header(id))
+            .append(&frame::encode_header(id, first_lsn))
             .and_then(|()| file.sync_data())
             .and_then(|()| fs.sync_dir(dir));
         if let Err(err) = result {
@@ -66,13 +116,19 @@ impl ActiveSegment {
         }
 
         let len = frame::HEADER_LEN as u64;
-        Ok(ActiveSegment { id, path, file, written: len, acked: len })
+        Ok(ActiveSegment { id, path, file, first_lsn, written: len, acked: len })
     }
 
     /// Reopens an existing segment whose valid content is `len` bytes long.
-    pub fn reopen(fs: &dyn FileSystem, id: u64, path: PathBuf, len: u64) -> io::Result<Self> {
+    pub fn reopen(
+        fs: &dyn FileSystem,
+        id: u64,
+        path: PathBuf,
+        first_lsn: u64,
+        len: u64,
+    ) -> io::Result<Self> {
         let file = fs.open_append(&path)?;
-        Ok(ActiveSegment { id, path, file, written: len, acked: len })
+        Ok(ActiveSegment { id, path, file, first_lsn, written: len, acked: len })
     }
 }
 
@@ -88,5 +144,9 @@ mod tests {
         assert_eq!(parse_segment_name("00000000000000000001.qlog.tmp"), None);
         assert_eq!(parse_segment_name("1.qlog"), None);
         assert_eq!(parse_segment_name("0000000000000000000x.qlog"), None);
+        assert_eq!(parse_checkpoint_name(&checkpoint_name(42)), Some(42));
+        assert_eq!(parse_segment_name(&checkpoint_name(42)), None);
+        assert!(is_checkpoint_temp(&checkpoint_temp_name(42)));
+        assert!(!is_checkpoint_temp(&checkpoint_name(42)));
     }
 }

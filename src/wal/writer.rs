@@ -6,8 +6,9 @@
 //! time (group commit). Durability is published as a watermark, the sequence number of the
 //! last acknowledged record, so a ticket is just a number to compare against.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -22,13 +23,32 @@ use super::{FsyncPolicy, WalError, WalOptions, WalStats, FSYNC_BUCKETS_SECONDS};
 pub struct Queue {
     /// Frames waiting for the writer, CRCs not yet filled in.
     pub pending: Vec<u8>,
-    /// Sequence number of the last appended record (the first record gets 1).
+    /// LSN of the last appended record (LSNs start at 1 and continue across restarts).
     pub appended: u64,
-    /// Sequence number of the last acknowledged record.
+    /// LSN of the last acknowledged record.
     pub durable: u64,
+    /// Roll and sync requests, each at the byte offset of `pending` where it was made.
+    pub marks: Vec<Mark>,
     /// Why the log turned read-only, once it has.
     pub failure: Option<String>,
     pub closing: bool,
+}
+
+/// What a mark asks the writer to do once every record appended before it is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkKind {
+    /// Seal the active segment and start a new one; replies with the new segment's id.
+    Roll,
+    /// fdatasync whatever the policy; replies with the LSN now durable.
+    Sync,
+}
+
+/// A request ordered with the appends around it. Dropping the sender unanswered (the log
+/// failed) tells the requester that it failed.
+pub struct Mark {
+    pub at: usize,
+    pub kind: MarkKind,
+    pub reply: mpsc::SyncSender<u64>,
 }
 
 /// The durability watermark as async waiters see it.
@@ -60,6 +80,13 @@ pub struct StatCells {
     pub fsync_buckets: [AtomicU64; FSYNC_BUCKETS_SECONDS.len() + 1],
     pub records_written: AtomicU64,
     pub read_only: AtomicBool,
+    /// Sealed segments still on disk: id -> bytes.
+    pub sealed: parking_lot::Mutex<BTreeMap<u64, u64>>,
+    /// Bytes of the current checkpoint file (0 when there is none).
+    pub checkpoint_bytes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_micros_sum: AtomicU64,
+    pub compaction_reclaimed: AtomicU64,
 }
 
 impl StatCells {
@@ -83,19 +110,31 @@ impl StatCells {
             fsync_buckets: std::array::from_fn(|i| self.fsync_buckets[i].load(Ordering::Relaxed)),
             records_written: self.records_written.load(Ordering::Relaxed),
             read_only: self.read_only.load(Ordering::Relaxed),
+            sealed_bytes: self.sealed.lock().values().sum(),
+            checkpoint_bytes: self.checkpoint_bytes.load(Ordering::Relaxed),
+            compactions: self.compactions.load(Ordering::Relaxed),
+            compaction_seconds_sum: self.compaction_micros_sum.load(Ordering::Relaxed) as f64 / 1e6,
+            compaction_reclaimed_bytes: self.compaction_reclaimed.load(Ordering::Relaxed),
         }
     }
 }
 
 impl Shared {
-    pub fn new(max_record_bytes: u32) -> Shared {
-        let queue =
-            Queue { pending: Vec::new(), appended: 0, durable: 0, failure: None, closing: false };
+    /// `last_lsn` is the LSN of the last record recovered: appends continue above it.
+    pub fn new(max_record_bytes: u32, last_lsn: u64) -> Shared {
+        let queue = Queue {
+            pending: Vec::new(),
+            appended: last_lsn,
+            durable: last_lsn,
+            marks: Vec::new(),
+            failure: None,
+            closing: false,
+        };
         Shared {
             queue: Mutex::new(queue),
             work: Condvar::new(),
             acked: Condvar::new(),
-            progress: watch::Sender::new(Progress::default()),
+            progress: watch::Sender::new(Progress { durable: last_lsn, failed: false }),
             max_record_bytes,
             stats: StatCells::default(),
         }
@@ -123,6 +162,8 @@ impl Shared {
                 return;
             }
             queue.pending = Vec::new();
+            // Dropping the reply senders fails every waiting roll or sync.
+            queue.marks.clear();
             queue.failure = Some(reason);
         }
         self.stats.read_only.store(true, Ordering::Relaxed);
@@ -137,7 +178,7 @@ pub struct Writer {
     pub fs: Arc<dyn FileSystem>,
     pub opts: WalOptions,
     pub segment: ActiveSegment,
-    /// Sequence number of the last record handed to the OS.
+    /// LSN of the last record handed to the OS.
     written: u64,
     /// When the last fsync finished, and whether bytes were written since.
     last_sync: Instant,
@@ -157,7 +198,7 @@ impl Drop for PanicGuard {
 
 /// What one wait for work produced.
 enum Work {
-    Batch(Vec<u8>),
+    Batch(Vec<u8>, Vec<Mark>),
     /// The interval elapsed with written, unsynced bytes and nothing new.
     IntervalDue,
     /// Close was asked and nothing is pending.
@@ -170,8 +211,10 @@ impl Writer {
         fs: Arc<dyn FileSystem>,
         opts: WalOptions,
         segment: ActiveSegment,
+        last_lsn: u64,
     ) -> Writer {
-        Writer { shared, fs, opts, segment, written: 0, last_sync: Instant::now(), dirty: false }
+        let last_sync = Instant::now();
+        Writer { shared, fs, opts, segment, written: last_lsn, last_sync, dirty: false }
     }
 
     pub fn run(mut self) {
@@ -181,8 +224,8 @@ impl Writer {
         loop {
             let work = self.next_work(std::mem::take(&mut spare));
             let result = match work {
-                Work::Batch(mut batch) => {
-                    let result = self.write_batch(&mut batch);
+                Work::Batch(mut batch, marks) => {
+                    let result = self.write_batch(&mut batch, marks);
                     batch.clear();
                     spare = batch;
                     result
@@ -210,9 +253,10 @@ impl Writer {
             if queue.failure.is_some() {
                 return Work::Close;
             }
-            if !queue.pending.is_empty() {
+            if !queue.pending.is_empty() || !queue.marks.is_empty() {
                 std::mem::swap(&mut queue.pending, &mut spare);
-                return Work::Batch(spare);
+                let marks = std::mem::take(&mut queue.marks);
+                return Work::Batch(spare, marks);
             }
             if queue.closing {
                 return Work::Close;
@@ -231,9 +275,40 @@ impl Writer {
         }
     }
 
-    /// Writes a batch of frames, rolling segments as needed, and acknowledges it as the
-    /// fsync policy says.
-    fn write_batch(&mut self, batch: &mut [u8]) -> Result<(), WalError> {
+    /// Writes a batch of frames, rolling segments as needed and serving each mark once the
+    /// frames before it are written, and acknowledges it as the fsync policy says.
+    fn write_batch(&mut self, batch: &mut [u8], marks: Vec<Mark>) -> Result<(), WalError> {
+        let mut start = 0;
+        for mark in marks {
+            self.write_frames(&mut batch[start..mark.at])?;
+            start = mark.at;
+            let answer = match mark.kind {
+                MarkKind::Roll => {
+                    // An empty active segment already has every earlier record before it.
+                    if self.segment.written > frame::HEADER_LEN as u64 {
+                        self.roll()?;
+                    }
+                    self.segment.id
+                }
+                MarkKind::Sync => {
+                    self.sync()?;
+                    self.written
+                }
+            };
+            // The requester may have given up waiting; nothing to do then.
+            let _ = mark.reply.send(answer);
+        }
+        self.write_frames(&mut batch[start..])?;
+
+        match self.opts.fsync {
+            FsyncPolicy::Always => self.sync(),
+            FsyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => Ok(()),
+        }
+    }
+
+    /// Writes whole frames, rolling to a new segment whenever the active one is full.
+    fn write_frames(&mut self, batch: &mut [u8]) -> Result<(), WalError> {
         let mut start = 0;
         while start < batch.len() {
             let (end, records) = self.seal_chunk(batch, start);
@@ -254,12 +329,7 @@ impl Writer {
                 self.roll()?;
             }
         }
-
-        match self.opts.fsync {
-            FsyncPolicy::Always => self.sync(),
-            FsyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
-            FsyncPolicy::Interval(_) | FsyncPolicy::Never => Ok(()),
-        }
+        Ok(())
     }
 
     /// Fills in the CRCs of the frames from `start` on that fit in the active segment.
@@ -288,9 +358,11 @@ impl Writer {
     /// recovery would read that as mid-log damage.
     fn roll(&mut self) -> Result<(), WalError> {
         self.sync()?;
-        let next = ActiveSegment::create(&*self.fs, &self.opts.dir, self.segment.id + 1)?;
-        tracing::debug!(segment = next.id, "log rolled to a new segment");
-        self.segment = next;
+        let (id, first_lsn) = (self.segment.id + 1, self.written + 1);
+        let next = ActiveSegment::create(&*self.fs, &self.opts.dir, id, first_lsn)?;
+        tracing::debug!(segment = next.id, first_lsn, "log rolled to a new segment");
+        let sealed = std::mem::replace(&mut self.segment, next);
+        self.shared.stats.sealed.lock().insert(sealed.id, sealed.written);
         self.shared.stats.segments.fetch_add(1, Ordering::Relaxed);
         self.shared.stats.bytes_on_disk.fetch_add(frame::HEADER_LEN as u64, Ordering::Relaxed);
         Ok(())

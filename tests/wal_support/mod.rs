@@ -46,7 +46,7 @@ pub fn open(
     opts: &WalOptions,
 ) -> Result<(Wal, Vec<Vec<u8>>, RecoverySummary), WalError> {
     let mut seen = Vec::new();
-    let (wal, summary) = Wal::open(opts.clone(), Arc::new(fs.clone()), &mut |body| {
+    let (wal, summary) = Wal::open(opts.clone(), Arc::new(fs.clone()), &mut |_lsn, body| {
         seen.push(body.to_vec());
         Ok(())
     })?;
