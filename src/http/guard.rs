@@ -1,7 +1,7 @@
 //! What wraps every route, API or not: the bearer-token check and CORS.
 //!
 //! With no token configured the server is open and CORS is fully permissive, as 0.15.0
-//! is. With a token, every route but `/health` needs `Authorization: Bearer <token>`
+//! is. With a token, every route but `/health` and the web UI's static files needs `Authorization: Bearer <token>`
 //! (`/ws` may pass `?token=` instead, since browsers cannot set headers on a WebSocket)
 //! and no CORS headers are sent.
 
@@ -46,7 +46,7 @@ pub fn auth(token: Option<Arc<str>>) -> BoxedFilter<(Response,)> {
 }
 
 fn authorized(token: &str, path: &str, headers: &HeaderMap, query: &str) -> bool {
-    if path == "/health" {
+    if path == "/health" || is_static_ui(path) {
         return true;
     }
     let from_header = headers
@@ -61,6 +61,16 @@ fn authorized(token: &str, path: &str, headers: &HeaderMap, query: &str) -> bool
     path == "/ws"
         && form_value(query, "token")
             .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// The web UI's own files hold no queue data, and a browser loading `/ui` cannot attach a
+/// bearer header to a page load: the app must load before it can ask for the token, which
+/// it then sends on every API call and on `/ws`.
+fn is_static_ui(path: &str) -> bool {
+    path == "/ui"
+        || path.starts_with("/ui/")
+        || path.starts_with("/assets/")
+        || path == "/favicon.ico"
 }
 
 /// Compares without stopping at the first differing byte, so the reply time does not
@@ -131,6 +141,10 @@ mod tests {
     #[test]
     fn health_is_open_and_only_ws_takes_a_query_token() {
         assert!(authorized("t", "/health", &HeaderMap::new(), ""));
+        assert!(authorized("t", "/ui/queues/q", &HeaderMap::new(), ""));
+        assert!(authorized("t", "/assets/app.js", &HeaderMap::new(), ""));
+        assert!(!authorized("t", "/uix", &HeaderMap::new(), ""));
+        assert!(!authorized("t", "/queues", &HeaderMap::new(), ""));
         assert!(authorized("t", "/ws", &HeaderMap::new(), "token=t"));
         assert!(!authorized("t", "/stats", &HeaderMap::new(), "token=t"));
     }
