@@ -1,5 +1,5 @@
-//! QRUSTY_API_TOKEN: with a token set, every route but `/health` needs the bearer token,
-//! and CORS is closed.
+//! QRUSTY_API_TOKEN: with a token set, every route but `/health` and the web UI's static
+//! files needs the bearer token, and CORS is closed.
 
 mod common;
 
@@ -29,7 +29,7 @@ async fn every_documented_route_needs_the_token() {
     let doc: Value = doc.json();
 
     for (path, item) in doc["paths"].as_object().unwrap() {
-        if path == "/health" {
+        if path == "/health" || path == "/ui" || path.starts_with("/ui/") {
             continue;
         }
         let url = path.replace("{queue}", "q").replace("{id}", "i").replace("{path}", "p");
@@ -44,6 +44,18 @@ async fn every_documented_route_needs_the_token() {
     }
     // Unknown routes do not tell an outsider what exists.
     s.get("/no-such-route").await.assert_error(401, "unauthorized");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_web_ui_loads_without_the_token_so_it_can_ask_for_one() {
+    let s = start().await;
+    for path in ["/ui", "/ui/queues/orders", "/assets/app.js"] {
+        let reply = s.get(path).await;
+        assert_ne!(reply.status, 401, "{path} must not ask for the token");
+    }
+    // The UI's data still needs the token.
+    s.get("/queues").await.assert_error(401, "unauthorized");
     s.stop().await;
 }
 
