@@ -410,7 +410,7 @@ pub static ROUTES: &[RouteSpec] = &[
             "GET",
             "/ui/{path}",
             "Web UI files",
-            "A file of the web UI; unknown paths get the start page with status 404.",
+            "A file of the web UI; a path naming no file gets the start page (a deep link).",
         )
     },
     RouteSpec {
