@@ -19,6 +19,7 @@ items nothing names, and which tags name no item.
 
 Only the standard library and PyYAML (a dependency of Doorstop) are used.
 """
+# Requirements: SYS-0021
 
 from __future__ import annotations
 

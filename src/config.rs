@@ -1,5 +1,6 @@
 //! Configuration: every setting is an environment variable and the matching command-line
 //! flag (the flag wins). `qrusty --help` lists them with their defaults.
+//! Requirements: SYS-0009, SYS-0010
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -126,6 +127,7 @@ impl Config {
     }
 }
 
+/// Requirements: SYS-0007
 fn parse_storage_mode(value: &str) -> Result<StorageMode, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "wal" => Ok(StorageMode::Wal),
@@ -135,6 +137,7 @@ fn parse_storage_mode(value: &str) -> Result<StorageMode, String> {
     }
 }
 
+/// Requirements: PER-0008
 fn parse_fsync(value: &str) -> Result<FsyncPolicy, String> {
     let value = value.trim();
     match value {
@@ -167,6 +170,7 @@ mod tests {
         Config::try_parse_from(std::iter::once("qrusty").chain(args.iter().copied()))
     }
 
+    // Verifies: SYS-0009, PER-0008
     #[test]
     fn flags_override_defaults() {
         let cfg = parse(&["--storage-mode", "memory", "--fsync", "interval:250"]).unwrap();
@@ -174,12 +178,14 @@ mod tests {
         assert_eq!(cfg.fsync, FsyncPolicy::Interval(Duration::from_millis(250)));
     }
 
+    // Verifies: SYS-0007
     #[test]
     fn rocksdb_is_an_alias_and_unknown_modes_are_refused() {
         assert_eq!(parse_storage_mode("rocksdb"), Ok(StorageMode::RocksdbAlias));
         assert!(parse(&["--storage-mode", "sqlite"]).is_err());
     }
 
+    // Verifies: PER-0008
     #[test]
     fn bad_fsync_policies_are_refused() {
         for bad in ["sometimes", "interval:", "interval:0", "interval:x"] {

@@ -43,6 +43,7 @@ pub struct LogSubscription {
 }
 
 /// The last log lines and a live feed of new ones.
+/// Requirements: WS-0018
 pub struct LogHub {
     capturing: bool,
     history: Mutex<VecDeque<Arc<LogEntry>>>,
@@ -58,6 +59,7 @@ impl LogHub {
 
     /// A hub that is not wired to any subscriber (tests): `subscribe-logs` on it answers
     /// `not_available`.
+    /// Requirements: WS-0028
     pub fn detached() -> Arc<LogHub> {
         Arc::new(Self::build(false))
     }
@@ -188,6 +190,7 @@ static GLOBAL: OnceLock<Arc<LogHub>> = OnceLock::new();
 /// Installs the global tracing subscriber (filter from `RUST_LOG` syntax, text or JSON
 /// lines on stdout) with the capture layer; returns the hub. Later calls return the hub
 /// of the first one and change nothing.
+/// Requirements: SYS-0012, SYS-0013
 pub fn init(filter: &str, json: bool) -> Arc<LogHub> {
     let hub = GLOBAL.get_or_init(|| {
         let hub = LogHub::new();
@@ -216,6 +219,7 @@ mod tests {
         LogEntry { timestamp: rfc3339_utc(0), level: "INFO", message: format!("line {n}") }
     }
 
+    // Verifies: WS-0018
     #[test]
     fn history_keeps_only_the_most_recent_entries() {
         let hub = LogHub::new();
@@ -228,6 +232,7 @@ mod tests {
         assert_eq!(sub.history[HISTORY_LEN - 1].message, format!("line {}", HISTORY_LEN + 4));
     }
 
+    // Verifies: WS-0018
     #[test]
     fn a_lagging_subscriber_skips_instead_of_blocking_the_logger() {
         let hub = LogHub::new();
@@ -240,16 +245,19 @@ mod tests {
         assert_eq!(next.message, format!("line {}", LIVE_BACKLOG * 2));
     }
 
+    // Verifies: WS-0028
     #[test]
     fn detached_hub_offers_no_stream() {
         assert!(LogHub::detached().subscribe().is_none());
     }
 
+    // Verifies: WS-0018
     #[test]
     fn timestamps_are_rfc3339_with_explicit_utc_offset() {
         assert_eq!(rfc3339_utc(1_764_785_645_123_456_789), "2025-12-03T18:14:05.123456789+00:00");
     }
 
+    // Verifies: SYS-0013
     #[test]
     fn events_carry_message_and_fields() {
         let hub = LogHub::new();

@@ -35,6 +35,7 @@ fn fail(msg: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Requirements: SYS-0008, SYS-0011, PER-0027
 async fn run(cfg: Config, logs: Arc<qrusty::logs::LogHub>) -> Result<(), String> {
     let engine = Engine::open(engine_options(&cfg))
         .map_err(|e| format!("cannot open storage under {}: {e}", cfg.data_path.display()))?;

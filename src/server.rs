@@ -47,6 +47,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Stops accepting, lets in-flight requests finish, then stops the sampler. The
     /// engine is left running: its owner shuts it down after this.
+    /// Requirements: SYS-0011
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         if let Err(err) = self.serving.await {
@@ -59,6 +60,7 @@ impl RunningServer {
 }
 
 /// Binds the listener and starts serving.
+/// Requirements: SYS-0006, SYS-0025
 pub async fn start(
     cfg: ServerConfig,
     engine: Arc<Engine>,
@@ -108,6 +110,7 @@ fn into_response(reply: Box<dyn Reply>) -> Response {
 
 /// Feeds the rates and the 60-point series (semantics §9–10): first tick one second
 /// after start, then every second; a late tick is not made up for.
+/// Requirements: API-0021, API-0022
 async fn sample_every_second(engine: Arc<Engine>) {
     let period = Duration::from_secs(1);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);

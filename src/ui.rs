@@ -27,6 +27,7 @@ macro_rules! embed {
 }
 
 /// Every file under `webui/`; a unit test fails when one on disk is missing here.
+/// Requirements: API-0028
 static EMBEDDED: &[(&str, &[u8])] = embed![
     "index.html",
     "favicon.ico",
@@ -119,6 +120,7 @@ enum Route {
 
 /// Routes `/ui`, `/ui/...`, `/assets/...`, `/favicon.ico`. `webui_dir` overrides the
 /// embedded assets with files on disk.
+/// Requirements: API-0027, SYS-0023
 pub fn filter(webui_dir: Option<PathBuf>) -> BoxedFilter<(Box<dyn warp::Reply>,)> {
     let assets = Arc::new(match webui_dir {
         Some(dir) => Assets::from_dir(&dir),
@@ -246,6 +248,7 @@ mod tests {
         EMBEDDED.iter().find(|(path, _)| *path == "index.html").unwrap().1
     }
 
+    // Verifies: API-0027
     #[tokio::test]
     async fn ui_root_with_and_without_slash_serves_the_app() {
         let routes = filter(None);
@@ -259,6 +262,7 @@ mod tests {
         }
     }
 
+    // Verifies: API-0027
     #[tokio::test]
     async fn deep_links_get_the_app_with_status_200() {
         let routes = filter(None);
@@ -269,6 +273,7 @@ mod tests {
         assert_eq!(reply.body().as_ref(), index_html());
     }
 
+    // Verifies: API-0027
     #[tokio::test]
     async fn assets_are_served_with_their_content_type() {
         let routes = filter(None);
@@ -287,6 +292,7 @@ mod tests {
         assert_eq!(via_ui.body(), script.body());
     }
 
+    // Verifies: API-0027
     #[tokio::test]
     async fn missing_assets_are_404_not_the_app() {
         let routes = filter(None);
@@ -296,6 +302,7 @@ mod tests {
         assert_eq!(get(&routes, "/assets/%FF").await.status(), StatusCode::NOT_FOUND);
     }
 
+    // Verifies: API-0027
     #[tokio::test]
     async fn head_is_allowed_and_other_methods_are_405() {
         let routes = filter(None);
@@ -322,6 +329,7 @@ mod tests {
         }
     }
 
+    // Verifies: API-0028
     #[tokio::test]
     async fn webui_dir_replaces_the_embedded_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -346,6 +354,7 @@ mod tests {
         assert_eq!(favicon.status(), StatusCode::NOT_FOUND);
     }
 
+    // Verifies: API-0028
     #[tokio::test]
     async fn a_missing_webui_dir_makes_the_routes_404() {
         let dir = tempfile::tempdir().unwrap();
@@ -355,6 +364,7 @@ mod tests {
         assert_eq!(get(&routes, "/ui/queues/q").await.status(), StatusCode::NOT_FOUND);
     }
 
+    // Verifies: API-0028
     #[test]
     fn every_file_under_webui_is_embedded() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("webui");

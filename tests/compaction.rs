@@ -121,6 +121,7 @@ fn live_bytes(n: u64, payload: u64) -> u64 {
     n * (payload + 48)
 }
 
+// Verifies: PER-0020, PER-0022, PER-0023
 #[tokio::test]
 async fn churn_keeps_the_log_near_the_live_data_at_every_sample() {
     let fs = SimFs::new(1);
@@ -160,6 +161,7 @@ async fn churn_keeps_the_log_near_the_live_data_at_every_sample() {
     assert_eq!(e.queue_stats("churn").unwrap().available, 0);
 }
 
+// Verifies: PER-0021
 #[tokio::test]
 async fn an_old_message_never_consumed_does_not_pin_old_segments() {
     let fs = SimFs::new(2);
@@ -182,6 +184,7 @@ async fn an_old_message_never_consumed_does_not_pin_old_segments() {
     );
 }
 
+// Verifies: PER-0022
 #[tokio::test]
 async fn nack_churn_does_not_grow_the_log_and_keeps_retry_counts() {
     let fs = SimFs::new(3);
@@ -266,6 +269,7 @@ async fn varied_state(fs: &SimFs, clock: &Arc<ManualClock>) {
     e.shutdown().await;
 }
 
+// Verifies: PER-0020, PER-0023
 #[tokio::test]
 async fn restart_after_compaction_equals_restart_without_it() {
     let fs = SimFs::new(4);
@@ -291,6 +295,7 @@ fn plain_bytes(fs: &SimFs) -> u64 {
     fs.list(&dir()).unwrap().iter().map(|n| fs.read(&dir().join(n)).unwrap().len() as u64).sum()
 }
 
+// Verifies: PER-0024
 #[tokio::test]
 async fn a_crash_at_every_step_of_compaction_recovers_the_same_state() {
     let fs = SimFs::new(5);
@@ -328,6 +333,7 @@ fn mutations(fs: &SimFs) -> u64 {
     c.appends + c.syncs + c.dir_syncs + c.creates + c.removes + c.renames
 }
 
+// Verifies: PER-0023, PER-0024
 #[tokio::test]
 async fn compaction_during_traffic_restores_what_the_traffic_left() {
     let fs = SimFs::new(6);
@@ -409,6 +415,7 @@ async fn traffic_step(e: &Engine, i: u64) {
     }
 }
 
+// Verifies: SCH-0005, DLV-0004
 #[tokio::test]
 async fn ids_sequence_numbers_and_lock_tokens_keep_increasing_after_a_compacted_restart() {
     let fs = SimFs::new(7);
@@ -432,6 +439,7 @@ async fn ids_sequence_numbers_and_lock_tokens_keep_increasing_after_a_compacted_
     assert!(got.iter().all(|d| token(&d.lock_token) > token(&first.lock_token) + 200));
 }
 
+// Verifies: PER-0020, PER-0026
 #[tokio::test]
 async fn the_background_tick_compacts_and_reports_it() {
     let fs = SimFs::new(8);
@@ -452,6 +460,7 @@ async fn the_background_tick_compacts_and_reports_it() {
     assert!(stats.bytes_on_disk < 3 * SEGMENT, "{stats:?}");
 }
 
+// Verifies: PER-0027
 #[tokio::test]
 async fn memory_mode_has_nothing_to_compact() {
     let e = Engine::open(EngineOptions::new(StorageConfig::Memory)).unwrap();

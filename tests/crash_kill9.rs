@@ -40,6 +40,7 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) {
     panic!("server at {base} did not become healthy");
 }
 
+// Verifies: PER-0019, SYS-0005
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_acknowledged_publish_and_resurrects_no_ack() {
     let dir = tempfile::tempdir().unwrap();

@@ -38,6 +38,7 @@ async fn drain_payloads(e: &Engine, q: &str) -> Vec<String> {
     out
 }
 
+// Verifies: SCH-0002, SCH-0003, SCH-0004, SCH-0005, SCH-0006
 #[tokio::test]
 async fn max_first_min_first_and_fifo_order_with_extremes_and_ties() {
     let (e, _) = engine();
@@ -54,6 +55,7 @@ async fn max_first_min_first_and_fifo_order_with_extremes_and_ties() {
     assert_eq!(drain_payloads(&e, "fifo").await, ["a", "b", "c", "d"]);
 }
 
+// Verifies: SCH-0010, DLV-0009
 #[tokio::test]
 async fn nacked_message_goes_back_to_its_original_place() {
     let (e, _) = engine();
@@ -64,6 +66,7 @@ async fn nacked_message_goes_back_to_its_original_place() {
     assert_eq!(drain_payloads(&e, "q").await, ["old", "new"]);
 }
 
+// Verifies: SCH-0007, SCH-0008
 #[tokio::test]
 async fn text_priorities_order_bytewise_and_reject_the_wrong_kind() {
     let (e, _) = engine();
@@ -82,6 +85,7 @@ async fn text_priorities_order_bytewise_and_reject_the_wrong_kind() {
     assert!(matches!(e.publish("n", text).await, Err(EngineError::InvalidPriority(_))));
 }
 
+// Verifies: DLV-0004, DLV-0005, DLV-0006, DLV-0007
 #[tokio::test]
 async fn lock_holder_rules_and_stale_tokens() {
     let (e, clock) = engine();
@@ -102,6 +106,7 @@ async fn lock_holder_rules_and_stale_tokens() {
     assert_eq!(e.ack("q", &second.id, &fresh).await, Err(EngineError::NotLocked));
 }
 
+// Verifies: DLV-0009, DLV-0011, DLV-0014, DLV-0016
 #[tokio::test]
 async fn nack_dead_letters_after_max_retries_and_expiry_counts_too() {
     let (e, clock) = engine();
@@ -132,6 +137,7 @@ async fn nack_dead_letters_after_max_retries_and_expiry_counts_too() {
     assert_eq!(d.retry_count, 1);
 }
 
+// Verifies: DLV-0019, DLV-0020, DLV-0021
 #[tokio::test]
 async fn duplicates_rejected_and_deduplicated_on_config_change() {
     let (e, _) = engine();
@@ -156,6 +162,7 @@ async fn duplicates_rejected_and_deduplicated_on_config_change() {
     assert_eq!((s.available, s.locked), (1, 1));
 }
 
+// Verifies: API-0009, API-0010, API-0011, API-0012
 #[tokio::test]
 async fn rename_moves_messages_and_locks_purge_and_delete_count() {
     let (e, _) = engine();
@@ -183,6 +190,7 @@ async fn rename_moves_messages_and_locks_purge_and_delete_count() {
     );
 }
 
+// Verifies: DLV-0023, DLV-0024, DLV-0026
 #[tokio::test]
 async fn batches_report_what_happened_to_each_id() {
     let (e, _) = engine();
@@ -198,6 +206,7 @@ async fn batches_report_what_happened_to_each_id() {
     assert_eq!(out.unlocked, vec![got[1].id.clone()]);
 }
 
+// Verifies: DLV-0027
 #[tokio::test]
 async fn long_poll_wakes_on_publish() {
     let (e, _) = engine();
@@ -211,6 +220,7 @@ async fn long_poll_wakes_on_publish() {
     assert_eq!(got[0].payload, "hello");
 }
 
+// Verifies: DLV-0003
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_consumers_get_each_message_exactly_once() {
     let (e, _) = engine();
@@ -238,6 +248,7 @@ async fn concurrent_consumers_get_each_message_exactly_once() {
     assert_eq!(all.len(), 2000);
 }
 
+// Verifies: API-0021, API-0022
 #[tokio::test]
 async fn the_metrics_sampler_does_not_block_other_operations() {
     let (e, clock) = engine();
@@ -250,4 +261,28 @@ async fn the_metrics_sampler_does_not_block_other_operations() {
     assert_eq!(points.len(), 3);
     assert_eq!(points[2].total, 1);
     assert!(e.queue_stats("q").unwrap().publish_rate_per_sec > 0.0);
+}
+
+// Verifies: API-0029, SYS-0024
+#[tokio::test]
+async fn queue_and_message_limits_refuse_the_excess_and_keep_what_is_there() {
+    let mut opts = EngineOptions::new(StorageConfig::Memory);
+    opts.max_queues = 2;
+    opts.max_messages_per_queue = 2;
+    let e = Engine::open(opts).unwrap();
+    e.publish("a", msg(1, "one")).await.unwrap();
+    e.publish("a", msg(2, "two")).await.unwrap();
+    assert!(matches!(e.publish("a", msg(3, "three")).await, Err(EngineError::QueueFull(_))));
+    // A batch that would cross the limit is refused whole.
+    e.create_queue("b", QueueConfig::default()).await.unwrap();
+    let batch = vec![msg(1, "x"), msg(1, "y"), msg(1, "z")];
+    assert!(matches!(e.publish_batch("b", batch).await, Err(EngineError::QueueFull(_))));
+    assert_eq!(e.queue_stats("b").unwrap().total(), 0);
+
+    // A third queue is refused, explicitly or by publish.
+    let third = e.create_queue("c", QueueConfig::default()).await;
+    assert!(matches!(third, Err(EngineError::QueueFull(_))));
+    assert!(matches!(e.publish("c", msg(1, "x")).await, Err(EngineError::QueueFull(_))));
+    assert!(!e.queue_exists("c"));
+    assert_eq!(drain_payloads(&e, "a").await, ["two", "one"]);
 }

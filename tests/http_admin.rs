@@ -7,6 +7,7 @@ use common::TestServer;
 use reqwest::Method;
 use serde_json::json;
 
+// Verifies: API-0007
 #[tokio::test]
 async fn health_answers_plain_ok() {
     let s = TestServer::start().await;
@@ -17,6 +18,7 @@ async fn health_answers_plain_ok() {
     s.stop().await;
 }
 
+// Verifies: API-0005
 #[tokio::test]
 async fn get_routes_answer_head_without_a_body() {
     let s = TestServer::start().await;
@@ -27,6 +29,7 @@ async fn get_routes_answer_head_without_a_body() {
     s.stop().await;
 }
 
+// Verifies: API-0008, SCH-0009
 #[tokio::test]
 async fn create_queue_then_create_again_conflicts_and_keeps_config() {
     let s = TestServer::start().await;
@@ -44,6 +47,7 @@ async fn create_queue_then_create_again_conflicts_and_keeps_config() {
     s.stop().await;
 }
 
+// Verifies: API-0008, SCH-0007
 #[tokio::test]
 async fn create_queue_defaults_allow_duplicates_and_numeric_priorities() {
     let s = TestServer::start().await;
@@ -54,6 +58,7 @@ async fn create_queue_defaults_allow_duplicates_and_numeric_priorities() {
     s.stop().await;
 }
 
+// Verifies: API-0002
 #[tokio::test]
 async fn unknown_ordering_is_a_shape_error() {
     let s = TestServer::start().await;
@@ -64,6 +69,7 @@ async fn unknown_ordering_is_a_shape_error() {
     s.stop().await;
 }
 
+// Verifies: API-0020
 #[tokio::test]
 async fn queues_lists_every_queue_sorted_including_empty_ones() {
     let s = TestServer::start().await;
@@ -77,6 +83,7 @@ async fn queues_lists_every_queue_sorted_including_empty_ones() {
     s.stop().await;
 }
 
+// Verifies: API-0014, SCH-0001
 #[tokio::test]
 async fn publishing_to_an_unknown_queue_creates_it_with_defaults() {
     let s = TestServer::start().await;
@@ -93,6 +100,7 @@ async fn publishing_to_an_unknown_queue_creates_it_with_defaults() {
     s.stop().await;
 }
 
+// Verifies: API-0009, API-0010
 #[tokio::test]
 async fn rename_moves_messages_and_locks_to_the_new_name() {
     let s = TestServer::start().await;
@@ -113,6 +121,7 @@ async fn rename_moves_messages_and_locks_to_the_new_name() {
     s.stop().await;
 }
 
+// Verifies: API-0009
 #[tokio::test]
 async fn rename_onto_an_existing_queue_conflicts() {
     let s = TestServer::start().await;
@@ -123,6 +132,7 @@ async fn rename_onto_an_existing_queue_conflicts() {
     s.stop().await;
 }
 
+// Verifies: API-0009
 #[tokio::test]
 async fn update_of_a_missing_queue_is_404_and_blank_names_are_400() {
     let s = TestServer::start().await;
@@ -143,6 +153,7 @@ async fn update_of_a_missing_queue_is_404_and_blank_names_are_400() {
     s.stop().await;
 }
 
+// Verifies: DLV-0021
 #[tokio::test]
 async fn turning_duplicates_off_removes_available_duplicates_once() {
     let s = TestServer::start().await;
@@ -159,6 +170,29 @@ async fn turning_duplicates_off_removes_available_duplicates_once() {
     s.stop().await;
 }
 
+// Verifies: DLV-0022
+#[tokio::test]
+async fn turning_duplicates_on_leaves_every_message_in_place() {
+    let s = TestServer::start().await;
+    s.create_queue("d", json!({"ordering": "Fifo", "allow_duplicates": false})).await;
+    for payload in ["a", "b", "c"] {
+        s.publish("d", json!(1), payload).await;
+    }
+    let held = s.consume("d", "w").await.unwrap();
+    let reply =
+        s.post("/update-queue", json!({"name": "d", "config": {"allow_duplicates": true}})).await;
+    reply.assert_ok_empty();
+
+    let stats = s.queue_stats("d").await;
+    assert_eq!((stats["available"].as_u64(), stats["locked"].as_u64()), (Some(2), Some(1)));
+    // Duplicates are now accepted, and the held message is still the holder's.
+    s.publish("d", json!(1), "b").await;
+    s.ack("d", held["id"].as_str().unwrap(), "w").await.assert_ok_empty();
+    assert_eq!(s.drain("d").await, ["b", "c", "b"]);
+    s.stop().await;
+}
+
+// Verifies: API-0012
 #[tokio::test]
 async fn purge_empties_a_queue_but_keeps_its_config() {
     let s = TestServer::start().await;
@@ -181,6 +215,7 @@ async fn purge_empties_a_queue_but_keeps_its_config() {
     s.stop().await;
 }
 
+// Verifies: API-0011, API-0012
 #[tokio::test]
 async fn purge_and_delete_of_unknown_queues_answer_zero() {
     let s = TestServer::start().await;
@@ -191,6 +226,7 @@ async fn purge_and_delete_of_unknown_queues_answer_zero() {
     s.stop().await;
 }
 
+// Verifies: API-0011
 #[tokio::test]
 async fn delete_removes_the_queue_and_its_messages() {
     let s = TestServer::start().await;
@@ -205,6 +241,7 @@ async fn delete_removes_the_queue_and_its_messages() {
     s.stop().await;
 }
 
+// Verifies: API-0013
 #[tokio::test]
 async fn purge_all_and_delete_all_report_what_they_did() {
     let s = TestServer::start().await;
@@ -224,6 +261,7 @@ async fn purge_all_and_delete_all_report_what_they_did() {
     s.stop().await;
 }
 
+// Verifies: DLV-0013
 #[tokio::test]
 async fn queues_are_sealed_from_each_other() {
     let s = TestServer::start().await;
@@ -246,6 +284,7 @@ async fn queues_are_sealed_from_each_other() {
     s.stop().await;
 }
 
+// Verifies: API-0006
 #[tokio::test]
 async fn a_percent_encoded_slash_in_a_queue_name_is_refused() {
     let s = TestServer::start().await;
@@ -254,6 +293,7 @@ async fn a_percent_encoded_slash_in_a_queue_name_is_refused() {
     s.stop().await;
 }
 
+// Verifies: API-0006
 #[tokio::test]
 async fn names_with_spaces_and_unicode_round_trip_through_paths() {
     let s = TestServer::start().await;

@@ -13,6 +13,7 @@ async fn start() -> TestServer {
     TestServer::start_with(|cfg| cfg.api_token = Some(TOKEN.to_owned())).await
 }
 
+// Verifies: API-0026, SYS-0014
 #[tokio::test]
 async fn health_stays_open_without_the_token() {
     let s = start().await;
@@ -20,6 +21,7 @@ async fn health_stays_open_without_the_token() {
     s.stop().await;
 }
 
+// Verifies: API-0026, SYS-0014, API-0030
 #[tokio::test]
 async fn every_documented_route_needs_the_token() {
     let s = start().await;
@@ -51,6 +53,7 @@ async fn every_documented_route_needs_the_token() {
     s.stop().await;
 }
 
+// Verifies: API-0026
 #[tokio::test]
 async fn the_web_ui_loads_without_the_token_so_it_can_ask_for_one() {
     let s = start().await;
@@ -63,6 +66,7 @@ async fn the_web_ui_loads_without_the_token_so_it_can_ask_for_one() {
     s.stop().await;
 }
 
+// Verifies: API-0026, API-0001, API-0030
 #[tokio::test]
 async fn the_right_token_is_let_through_and_no_cors_headers_are_sent() {
     let s = start().await;
@@ -73,6 +77,7 @@ async fn the_right_token_is_let_through_and_no_cors_headers_are_sent() {
     s.stop().await;
 }
 
+// Verifies: WS-0025, API-0030
 #[tokio::test]
 async fn only_ws_takes_the_token_in_the_query() {
     let s = start().await;

@@ -44,6 +44,7 @@ async fn refused(s: &TestServer, reply: Reply, status: u16, code: &str) {
     assert!(s.health_is_ok().await, "server unhealthy after a {status} {code}");
 }
 
+// Verifies: API-0002, API-0003
 #[tokio::test]
 async fn malformed_json_is_400_invalid_json() {
     let s = TestServer::start().await;
@@ -55,6 +56,7 @@ async fn malformed_json_is_400_invalid_json() {
     s.stop().await;
 }
 
+// Verifies: API-0002, API-0003, API-0015
 #[tokio::test]
 async fn wrong_field_types_and_missing_fields_are_422_invalid_request() {
     let s = TestServer::start().await;
@@ -87,6 +89,7 @@ async fn wrong_field_types_and_missing_fields_are_422_invalid_request() {
     s.stop().await;
 }
 
+// Verifies: API-0015, SCH-0006, SCH-0008
 #[tokio::test]
 async fn priorities_outside_u64_are_422_and_strings_on_numeric_queues_400() {
     let s = TestServer::start().await;
@@ -105,6 +108,7 @@ async fn priorities_outside_u64_are_422_and_strings_on_numeric_queues_400() {
     s.stop().await;
 }
 
+// Verifies: API-0006
 #[tokio::test]
 async fn invalid_queue_names_are_400_everywhere() {
     let s = TestServer::start().await;
@@ -126,6 +130,7 @@ async fn invalid_queue_names_are_400_everywhere() {
     s.stop().await;
 }
 
+// Verifies: API-0006
 #[tokio::test]
 async fn a_255_byte_name_is_accepted() {
     let s = TestServer::start().await;
@@ -135,6 +140,7 @@ async fn a_255_byte_name_is_accepted() {
     s.stop().await;
 }
 
+// Verifies: DLV-0002, DLV-0027
 #[tokio::test]
 async fn timeouts_beyond_twelve_hours_are_400_invalid_timeout() {
     let s = TestServer::start().await;
@@ -152,6 +158,7 @@ async fn timeouts_beyond_twelve_hours_are_400_invalid_timeout() {
     s.stop().await;
 }
 
+// Verifies: API-0004, SYS-0024
 #[tokio::test]
 async fn bodies_over_the_limit_are_413_with_or_without_a_length() {
     let s = TestServer::start_with(|cfg| cfg.max_body_bytes = 64 * 1024).await;
@@ -171,6 +178,7 @@ async fn bodies_over_the_limit_are_413_with_or_without_a_length() {
     s.stop().await;
 }
 
+// Verifies: API-0002
 #[tokio::test]
 async fn bodies_need_a_json_content_type() {
     let s = TestServer::start().await;
@@ -189,6 +197,7 @@ async fn bodies_need_a_json_content_type() {
     s.stop().await;
 }
 
+// Verifies: API-0002
 #[tokio::test]
 async fn consume_without_a_body_is_415_and_with_an_empty_json_body_400() {
     let s = TestServer::start().await;
@@ -199,6 +208,7 @@ async fn consume_without_a_body_is_415_and_with_an_empty_json_body_400() {
     s.stop().await;
 }
 
+// Verifies: API-0005, API-0003
 #[tokio::test]
 async fn wrong_method_is_405_with_allow() {
     let s = TestServer::start().await;
@@ -216,6 +226,7 @@ async fn wrong_method_is_405_with_allow() {
     s.stop().await;
 }
 
+// Verifies: API-0005
 #[tokio::test]
 async fn unknown_routes_are_404_not_found() {
     let s = TestServer::start().await;
@@ -228,6 +239,7 @@ async fn unknown_routes_are_404_not_found() {
     s.stop().await;
 }
 
+// Verifies: API-0001
 #[tokio::test]
 async fn every_reply_carries_cors_headers_and_preflights_succeed() {
     let s = TestServer::start().await;

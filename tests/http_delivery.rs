@@ -15,6 +15,7 @@ fn id_of(msg: &Value) -> &str {
     msg["id"].as_str().expect("delivery has an id")
 }
 
+// Verifies: API-0016, DLV-0001, DLV-0004
 #[tokio::test]
 async fn consume_reply_has_the_contract_fields_and_a_lock_token() {
     let s = TestServer::start().await;
@@ -32,6 +33,7 @@ async fn consume_reply_has_the_contract_fields_and_a_lock_token() {
     s.stop().await;
 }
 
+// Verifies: API-0016
 #[tokio::test]
 async fn consume_of_an_empty_or_unknown_queue_answers_null() {
     let s = TestServer::start().await;
@@ -40,6 +42,7 @@ async fn consume_of_an_empty_or_unknown_queue_answers_null() {
     s.stop().await;
 }
 
+// Verifies: DLV-0006, DLV-0008, API-0017
 #[tokio::test]
 async fn only_the_holder_may_ack_or_nack() {
     let s = TestServer::start().await;
@@ -57,6 +60,7 @@ async fn only_the_holder_may_ack_or_nack() {
     s.stop().await;
 }
 
+// Verifies: DLV-0006, API-0003
 #[tokio::test]
 async fn ack_of_an_unknown_id_is_404_with_a_json_body() {
     let s = TestServer::start().await;
@@ -66,6 +70,7 @@ async fn ack_of_an_unknown_id_is_404_with_a_json_body() {
     s.stop().await;
 }
 
+// Verifies: DLV-0007, DLV-0003, DLV-0004
 #[tokio::test]
 async fn an_expired_lock_frees_the_message_at_its_deadline_exactly() {
     let s = TestServer::start().await;
@@ -84,6 +89,7 @@ async fn an_expired_lock_frees_the_message_at_its_deadline_exactly() {
     s.stop().await;
 }
 
+// Verifies: DLV-0007
 #[tokio::test]
 async fn the_old_holder_cannot_ack_after_its_lock_expired() {
     let s = TestServer::start().await;
@@ -94,6 +100,7 @@ async fn the_old_holder_cannot_ack_after_its_lock_expired() {
     s.stop().await;
 }
 
+// Verifies: DLV-0005
 #[tokio::test]
 async fn a_stale_lock_token_is_told_apart_from_the_current_delivery() {
     let s = TestServer::start().await;
@@ -113,6 +120,7 @@ async fn a_stale_lock_token_is_told_apart_from_the_current_delivery() {
     s.stop().await;
 }
 
+// Verifies: DLV-0001, DLV-0009
 #[tokio::test]
 async fn retry_count_rises_with_each_delivery_and_nack_dead_letters_at_max_retries() {
     let s = TestServer::start().await;
@@ -132,6 +140,7 @@ async fn retry_count_rises_with_each_delivery_and_nack_dead_letters_at_max_retri
     s.stop().await;
 }
 
+// Verifies: DLV-0011
 #[tokio::test]
 async fn lock_expiry_at_max_retries_dead_letters_the_message() {
     let s = TestServer::start().await;
@@ -147,6 +156,7 @@ async fn lock_expiry_at_max_retries_dead_letters_the_message() {
     s.stop().await;
 }
 
+// Verifies: DLV-0012
 #[tokio::test]
 async fn renew_moves_the_deadline_for_the_holder_only() {
     let s = TestServer::start().await;
@@ -166,6 +176,7 @@ async fn renew_moves_the_deadline_for_the_holder_only() {
     s.stop().await;
 }
 
+// Verifies: DLV-0005, DLV-0012
 #[tokio::test]
 async fn renew_with_a_stale_token_conflicts() {
     let s = TestServer::start().await;
@@ -177,6 +188,7 @@ async fn renew_with_a_stale_token_conflicts() {
     s.stop().await;
 }
 
+// Verifies: DLV-0023
 #[tokio::test]
 async fn ack_batch_splits_acked_from_not_found() {
     let s = TestServer::start().await;
@@ -201,6 +213,7 @@ async fn ack_batch_splits_acked_from_not_found() {
     s.stop().await;
 }
 
+// Verifies: DLV-0024
 #[tokio::test]
 async fn nack_batch_tells_requeued_from_dead_lettered() {
     let s = TestServer::start().await;
@@ -220,6 +233,7 @@ async fn nack_batch_tells_requeued_from_dead_lettered() {
     s.stop().await;
 }
 
+// Verifies: DLV-0026
 #[tokio::test]
 async fn consume_batch_takes_up_to_max_messages_in_order() {
     let s = TestServer::start().await;
@@ -247,6 +261,7 @@ async fn consume_batch_takes_up_to_max_messages_in_order() {
     s.stop().await;
 }
 
+// Verifies: DLV-0025
 #[tokio::test]
 async fn publish_batch_answers_ids_in_request_order() {
     let s = TestServer::start().await;
@@ -268,6 +283,7 @@ async fn publish_batch_answers_ids_in_request_order() {
     s.stop().await;
 }
 
+// Verifies: DLV-0025
 #[tokio::test]
 async fn publish_batch_is_all_or_nothing() {
     let s = TestServer::start().await;
@@ -279,6 +295,7 @@ async fn publish_batch_is_all_or_nothing() {
     s.stop().await;
 }
 
+// Verifies: DLV-0019, DLV-0020
 #[tokio::test]
 async fn duplicate_payloads_are_refused_while_one_is_in_the_queue() {
     let s = TestServer::start().await;
@@ -296,6 +313,7 @@ async fn duplicate_payloads_are_refused_while_one_is_in_the_queue() {
     s.stop().await;
 }
 
+// Verifies: DLV-0027
 #[tokio::test]
 async fn long_poll_returns_as_soon_as_a_message_arrives() {
     let s = Arc::new(TestServer::start().await);
@@ -319,6 +337,7 @@ async fn long_poll_returns_as_soon_as_a_message_arrives() {
     Arc::into_inner(s).unwrap().stop().await;
 }
 
+// Verifies: DLV-0027
 #[tokio::test]
 async fn long_poll_on_an_empty_queue_answers_null_after_the_wait() {
     let s = TestServer::start().await;
@@ -329,6 +348,7 @@ async fn long_poll_on_an_empty_queue_answers_null_after_the_wait() {
     s.stop().await;
 }
 
+// Verifies: DLV-0003
 #[tokio::test]
 async fn eight_concurrent_consumers_get_2000_messages_exactly_once() {
     let s = Arc::new(TestServer::start().await);

@@ -23,6 +23,7 @@ fn ids_of(list: &Value) -> Vec<&str> {
     list.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect()
 }
 
+// Verifies: DLV-0015, DLV-0010, DLV-0028
 #[tokio::test]
 async fn dead_letters_are_listed_oldest_first_with_their_fields() {
     let s = TestServer::start().await;
@@ -46,6 +47,7 @@ async fn dead_letters_are_listed_oldest_first_with_their_fields() {
     s.stop().await;
 }
 
+// Verifies: DLV-0016, SCH-0010
 #[tokio::test]
 async fn redrive_of_named_ids_puts_them_back_with_retry_count_zero() {
     let s = TestServer::start().await;
@@ -63,6 +65,7 @@ async fn redrive_of_named_ids_puts_them_back_with_retry_count_zero() {
     s.stop().await;
 }
 
+// Verifies: DLV-0016
 #[tokio::test]
 async fn redrive_without_a_body_moves_every_dead_letter() {
     let s = TestServer::start().await;
@@ -74,6 +77,7 @@ async fn redrive_without_a_body_moves_every_dead_letter() {
     s.stop().await;
 }
 
+// Verifies: DLV-0016
 #[tokio::test]
 async fn redrive_honours_allow_duplicates() {
     let s = TestServer::start().await;
@@ -87,6 +91,7 @@ async fn redrive_honours_allow_duplicates() {
     s.stop().await;
 }
 
+// Verifies: DLV-0017
 #[tokio::test]
 async fn purge_drops_dead_letters_only() {
     let s = TestServer::start().await;
@@ -100,6 +105,7 @@ async fn purge_drops_dead_letters_only() {
     s.stop().await;
 }
 
+// Verifies: DLV-0018
 #[tokio::test]
 async fn deleting_a_queue_removes_its_dead_letters() {
     let s = TestServer::start().await;

@@ -7,6 +7,7 @@ use common::TestServer;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+// Verifies: API-0018, DLV-0014
 #[tokio::test]
 async fn stats_lists_queues_sorted_with_a_summary() {
     let s = TestServer::start().await;
@@ -41,6 +42,7 @@ async fn stats_lists_queues_sorted_with_a_summary() {
     s.stop().await;
 }
 
+// Verifies: API-0018
 #[tokio::test]
 async fn stats_of_an_empty_server_are_zero() {
     let s = TestServer::start().await;
@@ -52,6 +54,7 @@ async fn stats_of_an_empty_server_are_zero() {
     s.stop().await;
 }
 
+// Verifies: API-0019
 #[tokio::test]
 async fn queue_stats_of_an_unknown_queue_are_zeros_with_the_default_config() {
     let s = TestServer::start().await;
@@ -63,6 +66,7 @@ async fn queue_stats_of_an_unknown_queue_are_zeros_with_the_default_config() {
     s.stop().await;
 }
 
+// Verifies: API-0022, API-0021
 #[tokio::test]
 async fn queue_metrics_series_reports_sampled_points() {
     let s = TestServer::start().await;
@@ -86,6 +90,7 @@ async fn queue_metrics_series_reports_sampled_points() {
     s.stop().await;
 }
 
+// Verifies: API-0023, SYS-0015
 #[tokio::test]
 async fn prometheus_metrics_report_gauges_and_counters() {
     let s = TestServer::start().await;
@@ -162,6 +167,7 @@ fn concrete(path: &str) -> String {
         .join("/")
 }
 
+// Verifies: API-0024, SYS-0003
 #[tokio::test]
 async fn openapi_documents_every_contract_route_with_a_description() {
     let s = TestServer::start().await;
@@ -184,6 +190,7 @@ async fn openapi_documents_every_contract_route_with_a_description() {
     s.stop().await;
 }
 
+// Verifies: API-0024, API-0005
 #[tokio::test]
 async fn every_documented_route_is_served_and_nothing_else_on_its_path() {
     let s = TestServer::start().await;

@@ -22,6 +22,7 @@ fn extremes() -> Vec<(Value, &'static str)> {
     ]
 }
 
+// Verifies: SCH-0002, SCH-0005, SCH-0006
 #[tokio::test]
 async fn max_first_serves_highest_priority_then_publish_order() {
     let s = TestServer::start().await;
@@ -31,6 +32,7 @@ async fn max_first_serves_highest_priority_then_publish_order() {
     s.stop().await;
 }
 
+// Verifies: SCH-0003, SCH-0005, SCH-0006
 #[tokio::test]
 async fn min_first_serves_lowest_priority_then_publish_order() {
     let s = TestServer::start().await;
@@ -40,6 +42,7 @@ async fn min_first_serves_lowest_priority_then_publish_order() {
     s.stop().await;
 }
 
+// Verifies: SCH-0004
 #[tokio::test]
 async fn fifo_ignores_priority() {
     let s = TestServer::start().await;
@@ -49,6 +52,7 @@ async fn fifo_ignores_priority() {
     s.stop().await;
 }
 
+// Verifies: SCH-0005
 #[tokio::test]
 async fn many_equal_priorities_come_out_in_publish_order() {
     let s = TestServer::start().await;
@@ -61,6 +65,7 @@ async fn many_equal_priorities_come_out_in_publish_order() {
     s.stop().await;
 }
 
+// Verifies: SCH-0007
 #[tokio::test]
 async fn text_priorities_compare_byte_by_byte() {
     let s = TestServer::start().await;
@@ -80,6 +85,7 @@ async fn text_priorities_compare_byte_by_byte() {
     s.stop().await;
 }
 
+// Verifies: SCH-0008, SCH-0009
 #[tokio::test]
 async fn priority_of_the_wrong_kind_is_refused() {
     let s = TestServer::start().await;
@@ -98,6 +104,7 @@ async fn priority_of_the_wrong_kind_is_refused() {
     s.stop().await;
 }
 
+// Verifies: SCH-0010, DLV-0009
 #[tokio::test]
 async fn a_nacked_message_goes_back_ahead_of_newer_ones() {
     let s = TestServer::start().await;
@@ -110,6 +117,7 @@ async fn a_nacked_message_goes_back_ahead_of_newer_ones() {
     s.stop().await;
 }
 
+// Verifies: SCH-0011
 #[tokio::test]
 async fn locked_messages_are_skipped_not_blocking() {
     let s = TestServer::start().await;

@@ -58,6 +58,7 @@ async fn drain(e: &Engine, q: &str) -> Vec<(String, u32)> {
     out
 }
 
+// Verifies: PER-0012, PER-0013, SCH-0010
 #[tokio::test]
 async fn graceful_restart_keeps_queues_messages_locks_retries_dead_letters_and_dedup() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,6 +130,7 @@ async fn graceful_restart_keeps_queues_messages_locks_retries_dead_letters_and_d
     assert_eq!(order, ["first", "second"]);
 }
 
+// Verifies: PER-0013
 #[tokio::test]
 async fn lock_deadlines_survive_a_restart_and_expire_on_time() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,6 +158,7 @@ fn open_sim(fs: &qrusty::wal::SimFs, clock: &Arc<ManualClock>) -> Arc<Engine> {
     Engine::open(opts).unwrap()
 }
 
+// Verifies: PER-0009
 #[tokio::test]
 async fn a_failed_fsync_acknowledges_nothing_and_leaves_no_trace_after_a_crash() {
     use qrusty::wal::{CrashMode, Fault, SimFs};
@@ -177,6 +180,7 @@ async fn a_failed_fsync_acknowledges_nothing_and_leaves_no_trace_after_a_crash()
     assert_eq!(all, ["kept"]);
 }
 
+// Verifies: PER-0028
 #[tokio::test]
 async fn a_disk_full_write_answers_storage_unavailable_and_corrupts_nothing() {
     use qrusty::wal::{CrashMode, Fault, SimFs};

@@ -38,6 +38,7 @@ fn per_thread_order(replayed: &[Vec<u8>], thread: usize) -> Vec<Vec<u8>> {
     replayed.iter().filter(|b| b.starts_with(prefix.as_bytes())).cloned().collect()
 }
 
+// Verifies: PER-0007
 #[test]
 fn concurrent_appenders_share_fsyncs_and_keep_their_order() {
     let fs = SimFs::new(1);
@@ -62,6 +63,7 @@ fn concurrent_appenders_share_fsyncs_and_keep_their_order() {
     }
 }
 
+// Verifies: PER-0007
 #[test]
 fn async_appenders_share_fsyncs() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
@@ -98,6 +100,7 @@ fn async_appenders_share_fsyncs() {
     }
 }
 
+// Verifies: PER-0010, PER-0012
 #[test]
 fn the_log_rolls_at_the_segment_size_and_replays_across_segments() {
     let opts = WalOptions { segment_bytes: 256, ..small_opts() };
@@ -135,6 +138,7 @@ fn the_log_rolls_at_the_segment_size_and_replays_across_segments() {
     drop(wal);
 }
 
+// Verifies: PER-0008
 #[test]
 fn interval_policy_acknowledges_before_the_fsync_and_syncs_within_the_interval() {
     let fs = SimFs::new(4);
@@ -182,6 +186,7 @@ fn fs_durable_records(fs: &SimFs) -> usize {
         .sum()
 }
 
+// Verifies: PER-0008
 #[test]
 fn never_policy_acknowledges_without_fsync_and_close_makes_it_durable() {
     let fs = SimFs::new(5);
@@ -197,6 +202,7 @@ fn never_policy_acknowledges_without_fsync_and_close_makes_it_durable() {
     assert_eq!(replay(&fs, &opts).unwrap(), records(0..30));
 }
 
+// Verifies: PER-0007, SYS-0005
 #[test]
 fn a_power_cut_under_load_keeps_every_acknowledged_record_and_only_a_prefix() {
     for step in 0..40u64 {
@@ -219,6 +225,7 @@ fn a_power_cut_under_load_keeps_every_acknowledged_record_and_only_a_prefix() {
     }
 }
 
+// Verifies: PER-0005
 #[test]
 fn append_refuses_empty_oversized_and_closed() {
     let fs = SimFs::new(6);
@@ -230,6 +237,7 @@ fn append_refuses_empty_oversized_and_closed() {
     assert!(matches!(wal.append(b"late"), Err(WalError::Closed)));
 }
 
+// Verifies: PER-0014
 #[test]
 fn the_real_file_system_keeps_records_and_cuts_a_torn_tail() {
     let tmp = tempfile::tempdir().unwrap();

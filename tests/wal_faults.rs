@@ -67,16 +67,19 @@ fn single_failure_leaves_no_trace(fault: Fault) {
     assert_eq!(replay(&fs, &small_opts()).unwrap(), records(0..25));
 }
 
+// Verifies: PER-0009
 #[test]
 fn failed_fsync_fails_the_ticket_and_every_later_append() {
     single_failure_leaves_no_trace(Fault::Sync);
 }
 
+// Verifies: PER-0009, PER-0028
 #[test]
 fn full_disk_fails_the_ticket_and_every_later_append() {
     single_failure_leaves_no_trace(Fault::NoSpace);
 }
 
+// Verifies: PER-0009
 #[test]
 fn failed_write_fails_the_ticket_and_every_later_append() {
     single_failure_leaves_no_trace(Fault::Write);
@@ -125,6 +128,7 @@ fn assert_log_matches(replayed: &[Vec<u8>], outcomes: &Outcomes) {
     assert_eq!(replayed.len(), acked, "nothing but acknowledged records");
 }
 
+// Verifies: PER-0007, PER-0009
 #[test]
 fn a_failed_fsync_under_group_commit_fails_every_waiter_it_covered() {
     let fs = SimFs::new(5);
@@ -144,6 +148,7 @@ fn a_failed_fsync_under_group_commit_fails_every_waiter_it_covered() {
     assert_log_matches(&replay(&fs, &small_opts()).unwrap(), &outcomes);
 }
 
+// Verifies: PER-0009, PER-0010
 #[test]
 fn a_failure_while_rolling_keeps_what_the_sealed_segment_acknowledged() {
     let fs = SimFs::new(9);
@@ -163,6 +168,7 @@ fn a_failure_while_rolling_keeps_what_the_sealed_segment_acknowledged() {
     assert_eq!(replay(&fs, &small_opts()).unwrap(), records(0..ok));
 }
 
+// Verifies: PER-0009
 #[test]
 fn ticket_failure_reaches_async_waiters() {
     let rt =

@@ -14,6 +14,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+// Verifies: PER-0002, PER-0006
 #[test]
 fn segment_header_bytes_are_pinned() {
     // Segment 1 whose first record has LSN 1; format version 2.
@@ -24,6 +25,7 @@ fn segment_header_bytes_are_pinned() {
     assert_eq!(decode_header(&encode_header(1, 1)), Ok(Header { id: 1, first_lsn: 1 }));
 }
 
+// Verifies: PER-0006, PER-0023
 #[test]
 fn checkpoint_header_and_footer_bytes_are_pinned() {
     // A checkpoint covering the segments below 3, whose log continues at LSN 5.
@@ -38,6 +40,7 @@ fn checkpoint_header_and_footer_bytes_are_pinned() {
     );
 }
 
+// Verifies: PER-0003, PER-0006
 #[test]
 fn record_frame_bytes_are_pinned() {
     assert_eq!(hex(&encode_frame(1, b"hello")), "050000002a2eecf468656c6c6f");
@@ -45,6 +48,7 @@ fn record_frame_bytes_are_pinned() {
     assert_eq!(hex(&encode_frame(2, b"hello")[4..8]), "ae7576a7");
 }
 
+// Verifies: PER-0001, PER-0006
 #[test]
 fn a_fresh_log_file_is_header_then_frames() {
     let fs = SimFs::new(1);

@@ -48,6 +48,7 @@ impl Fixture {
     }
 }
 
+// Verifies: PER-0014
 #[test]
 fn cutting_the_newest_segment_anywhere_in_its_last_three_records_keeps_the_prefix() {
     let fx = fixture();
@@ -69,6 +70,7 @@ fn cutting_the_newest_segment_anywhere_in_its_last_three_records_keeps_the_prefi
     }
 }
 
+// Verifies: PER-0003, PER-0014, PER-0015, PER-0016
 #[test]
 fn a_flipped_byte_in_the_last_three_records_is_cut_or_reported_where_it_is() {
     let fx = fixture();
@@ -108,6 +110,7 @@ fn a_flipped_byte_in_the_last_three_records_is_cut_or_reported_where_it_is() {
     assert_eq!(refused, offsets[last_frame] - offsets[last_frame - 2], "every earlier flip");
 }
 
+// Verifies: PER-0014
 #[test]
 fn torn_tail_then_more_appends_are_all_there_after_the_next_start() {
     let fx = fixture();
@@ -132,6 +135,7 @@ fn torn_tail_then_more_appends_are_all_there_after_the_next_start() {
     assert!(!logs.contains("WARN"), "the second start is clean: {logs}");
 }
 
+// Verifies: PER-0014
 #[test]
 fn zero_filled_newest_segment_after_a_crash_starts_clean_and_warns_only_once() {
     let fs = written_log(&small_opts(), &records(0..100));
@@ -153,6 +157,7 @@ fn zero_filled_newest_segment_after_a_crash_starts_clean_and_warns_only_once() {
     assert!(!logs.contains("WARN"), "{logs}");
 }
 
+// Verifies: PER-0014, PER-0001
 #[test]
 fn a_newest_segment_without_a_whole_header_is_removed() {
     let fx = fixture();
@@ -176,6 +181,7 @@ fn a_newest_segment_without_a_whole_header_is_removed() {
     }
 }
 
+// Verifies: PER-0015, PER-0016
 #[test]
 fn damage_in_an_older_segment_stops_the_start_or_truncates_everything_after_it() {
     let fx = fixture();
@@ -216,6 +222,7 @@ fn damage_in_an_older_segment_stops_the_start_or_truncates_everything_after_it()
     assert_eq!(replay(&fs, &small_opts()).unwrap(), expected);
 }
 
+// Verifies: PER-0012
 #[test]
 fn a_record_rejected_by_replay_aborts_the_open_naming_its_place() {
     let fs = written_log(&small_opts(), &records(0..10));
@@ -239,6 +246,7 @@ fn a_record_rejected_by_replay_aborts_the_open_naming_its_place() {
     }
 }
 
+// Verifies: PER-0002
 #[test]
 fn a_newer_format_version_is_refused_even_in_truncate_mode() {
     let fx = fixture();
@@ -256,6 +264,7 @@ fn a_newer_format_version_is_refused_even_in_truncate_mode() {
     assert_eq!(segment_files(&fs, &dir()).len(), fx.files.len(), "nothing deleted");
 }
 
+// Verifies: PER-0005
 #[test]
 fn a_record_above_a_lowered_size_limit_is_refused_not_cut() {
     let fs = written_log(&small_opts(), &records(0..5));

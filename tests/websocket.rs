@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use websocket_support::*;
 
+// Verifies: WS-0002, WS-0005, WS-0008
 #[tokio::test]
 async fn publish_replies_with_the_id_and_creates_the_queue() {
     let server = server().await;
@@ -27,6 +28,7 @@ async fn publish_replies_with_the_id_and_creates_the_queue() {
     assert_eq!(server.counts("orders"), (1, 0));
 }
 
+// Verifies: WS-0010, WS-0013, SYS-0004
 #[tokio::test]
 async fn deliver_frames_carry_the_message_and_its_lock_token() {
     let server = server().await;
@@ -50,6 +52,7 @@ async fn deliver_frames_carry_the_message_and_its_lock_token() {
     assert_eq!(server.counts("q"), (0, 1));
 }
 
+// Verifies: WS-0010, WS-0015, WS-0017, SYS-0004
 #[tokio::test]
 async fn ack_nack_and_renew_act_on_this_connections_deliveries() {
     let server = server().await;
@@ -77,6 +80,7 @@ async fn ack_nack_and_renew_act_on_this_connections_deliveries() {
     assert_eq!(server.counts("q"), (1, 0));
 }
 
+// Verifies: WS-0016, WS-0026
 #[tokio::test]
 async fn batch_ack_and_batch_nack_report_counts() {
     let server = server().await;
@@ -106,6 +110,7 @@ async fn batch_ack_and_batch_nack_report_counts() {
     assert_eq!(ok_fields(&empty)["acked"], 0);
 }
 
+// Verifies: WS-0007, WS-0015, WS-0022
 #[tokio::test]
 async fn ack_of_a_message_not_held_is_ok_but_a_stale_token_is_refused() {
     let server = server().await;
@@ -131,6 +136,7 @@ async fn ack_of_a_message_not_held_is_ok_but_a_stale_token_is_refused() {
     assert_eq!(server.counts("q"), (0, 0));
 }
 
+// Verifies: WS-0017
 #[tokio::test]
 async fn renew_of_a_message_not_held_is_not_locked() {
     let server = server().await;
@@ -145,6 +151,7 @@ async fn renew_of_a_message_not_held_is_not_locked() {
     assert_eq!(error_code(&reply), "invalid_timeout");
 }
 
+// Verifies: WS-0010, WS-0011, WS-0012
 #[tokio::test]
 async fn subscribe_needs_an_existing_queue_and_credit_needs_a_subscription() {
     let server = server().await;
@@ -160,6 +167,7 @@ async fn subscribe_needs_an_existing_queue_and_credit_needs_a_subscription() {
     ok_fields(&c.call(json!({"type":"unsubscribe","queue":"missing"})).await);
 }
 
+// Verifies: WS-0003, WS-0005
 #[tokio::test]
 async fn unknown_and_malformed_requests_get_error_frames() {
     let server = server().await;
@@ -176,6 +184,7 @@ async fn unknown_and_malformed_requests_get_error_frames() {
     assert!(reply.get("req_id").is_none(), "{reply}");
 }
 
+// Verifies: WS-0009, WS-0022
 #[tokio::test]
 async fn bad_fields_get_error_frames_and_the_connection_stays_usable() {
     let server = server().await;
@@ -206,6 +215,7 @@ async fn bad_fields_get_error_frames_and_the_connection_stays_usable() {
     assert_eq!(server.counts("q"), (1, 0));
 }
 
+// Verifies: WS-0008
 #[tokio::test]
 async fn duplicate_payload_on_a_no_dup_queue_is_its_own_code() {
     let server = server().await;
@@ -218,6 +228,7 @@ async fn duplicate_payload_on_a_no_dup_queue_is_its_own_code() {
     assert_eq!(error_code(&reply), "duplicate_payload");
 }
 
+// Verifies: WS-0005
 #[tokio::test]
 async fn no_reply_runs_the_request_silently_even_when_it_fails() {
     let server = server().await;
@@ -231,6 +242,7 @@ async fn no_reply_runs_the_request_silently_even_when_it_fails() {
     assert_eq!(server.counts("q"), (1, 0));
 }
 
+// Verifies: WS-0006
 #[tokio::test]
 async fn replies_come_back_in_request_order() {
     let server = server().await;
@@ -246,6 +258,7 @@ async fn replies_come_back_in_request_order() {
     }
 }
 
+// Verifies: WS-0004
 #[tokio::test]
 async fn binary_frames_close_with_1003() {
     let server = server().await;
@@ -254,6 +267,7 @@ async fn binary_frames_close_with_1003() {
     assert_eq!(c.ending().await, Ending::Close(1003, "binary frames not supported".into()));
 }
 
+// Verifies: WS-0004
 #[tokio::test]
 async fn text_that_is_not_json_closes_with_1007_after_earlier_replies() {
     for bad in ["{not json", ""] {
@@ -267,6 +281,7 @@ async fn text_that_is_not_json_closes_with_1007_after_earlier_replies() {
     }
 }
 
+// Verifies: WS-0027
 #[tokio::test]
 async fn client_pings_get_pongs_with_the_same_payload() {
     let server = server().await;
@@ -280,6 +295,7 @@ fn quick_pings() -> WsOptions {
     WsOptions { ping_interval: Duration::from_millis(50), ping_timeout: Duration::from_millis(50) }
 }
 
+// Verifies: WS-0019
 #[tokio::test]
 async fn a_client_that_never_pongs_is_closed_with_1001() {
     let server = server_with(quick_pings(), LogHub::detached()).await;
@@ -300,6 +316,7 @@ async fn a_client_that_never_pongs_is_closed_with_1001() {
     assert_eq!(ending, (1001, "ping timeout".into()));
 }
 
+// Verifies: WS-0019
 #[tokio::test]
 async fn a_client_that_answers_pings_stays_connected() {
     let server = server_with(quick_pings(), LogHub::detached()).await;
@@ -311,6 +328,7 @@ async fn a_client_that_answers_pings_stays_connected() {
     ok_fields(&c.call(json!({"type":"unsubscribe","queue":"q"})).await);
 }
 
+// Verifies: WS-0018, WS-0028
 #[tokio::test]
 async fn subscribe_logs_needs_log_capture() {
     let server = server().await;
@@ -324,6 +342,7 @@ fn entry(message: String) -> LogEntry {
     LogEntry { timestamp: logs::rfc3339_utc(0), level: "INFO", message }
 }
 
+// Verifies: WS-0018, SYS-0004
 #[tokio::test]
 async fn subscribe_logs_streams_history_then_live_lines() {
     let hub = LogHub::new();
@@ -350,6 +369,7 @@ async fn subscribe_logs_streams_history_then_live_lines() {
     c.expect_quiet(Duration::from_millis(200)).await;
 }
 
+// Verifies: WS-0018
 #[tokio::test]
 async fn subscribe_logs_again_replays_the_history() {
     let hub = LogHub::new();
@@ -363,6 +383,7 @@ async fn subscribe_logs_again_replays_the_history() {
     assert_eq!(c.pushed().await["message"], "first");
 }
 
+// Verifies: WS-0018
 #[tokio::test]
 async fn the_installed_subscriber_feeds_subscribe_logs() {
     let hub = logs::init("info", false);
@@ -382,6 +403,7 @@ async fn the_installed_subscriber_feeds_subscribe_logs() {
     }
 }
 
+// Verifies: WS-0008, SCH-0007
 #[tokio::test]
 async fn text_priorities_pass_through_to_text_queues() {
     let server = server().await;
@@ -402,6 +424,7 @@ async fn text_priorities_pass_through_to_text_queues() {
     assert_eq!(c.pushed().await["priority"], "a");
 }
 
+// Verifies: WS-0001
 #[tokio::test]
 async fn requests_that_are_not_upgrades_are_refused() {
     let server = server().await;
@@ -420,4 +443,49 @@ async fn requests_that_are_not_upgrades_are_refused() {
         .await
         .unwrap();
     assert_eq!(post.status(), 405);
+}
+
+// Verifies: WS-0024, SYS-0004
+#[tokio::test]
+async fn socket_publishes_acks_and_nacks_feed_the_shared_counters_and_rates() {
+    let server = server().await;
+    let mut c = server.connect().await;
+    for p in ["a", "b", "c"] {
+        ok_fields(&c.call(json!({"type":"publish","queue":"counted","payload":p})).await);
+    }
+    c.call(json!({"type":"subscribe","queue":"counted","credits":2})).await;
+    let first = c.pushed().await;
+    let second = c.pushed().await;
+    ok_fields(&c.call(json!({"type":"ack","queue":"counted","id":first["id"]})).await);
+    ok_fields(&c.call(json!({"type":"nack","queue":"counted","id":second["id"]})).await);
+
+    let totals = server.engine.counters();
+    assert_eq!((totals.published, totals.acked, totals.nacked), (3, 1, 1));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    server.engine.sample_metrics();
+    let stats = server.engine.queue_stats("counted").unwrap();
+    for (name, rate) in [
+        ("publish", stats.publish_rate_per_sec),
+        ("ack", stats.ack_rate_per_sec),
+        ("nack", stats.nack_rate_per_sec),
+    ] {
+        assert!(rate > 0.0, "{name} rate {rate}");
+    }
+}
+
+// Verifies: WS-0023, SYS-0024
+#[tokio::test]
+async fn a_frame_above_16_mib_ends_the_connection() {
+    let server = server().await;
+    let mut c = server.connect().await;
+    let payload = "x".repeat(17 << 20);
+    let frame = json!({"type":"publish","queue":"big","payload":payload}).to_string();
+    // The server may close before the whole frame is written.
+    let _ = futures_util::SinkExt::send(&mut c.ws, Message::Text(frame)).await;
+    assert!(!matches!(c.ending().await, Ending::Close(1000, _)), "closed as if all was well");
+    assert!(!server.engine.queue_exists("big"), "nothing of the frame was applied");
+
+    // The server itself carries on.
+    let mut other = server.connect().await;
+    ok_fields(&other.call(json!({"type":"publish","queue":"small","payload":"p"})).await);
 }

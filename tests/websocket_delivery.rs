@@ -22,6 +22,7 @@ async fn publish_n(server: &Server, queue: &str, n: usize) {
 
 const QUIET: Duration = Duration::from_millis(200);
 
+// Verifies: WS-0010, WS-0011
 #[tokio::test]
 async fn zero_credit_pauses_and_credit_added_later_resumes() {
     let server = server().await;
@@ -52,6 +53,7 @@ async fn zero_credit_pauses_and_credit_added_later_resumes() {
     assert_eq!(server.counts("q"), (1, 6));
 }
 
+// Verifies: WS-0010
 #[tokio::test]
 async fn credit_of_one_and_of_n_bound_the_deliveries() {
     let server = server().await;
@@ -73,6 +75,7 @@ async fn credit_of_one_and_of_n_bound_the_deliveries() {
     assert_eq!(server.counts("n"), (6, 4));
 }
 
+// Verifies: WS-0010
 #[tokio::test]
 async fn subscribing_twice_keeps_the_credit_state() {
     let server = server().await;
@@ -86,6 +89,7 @@ async fn subscribing_twice_keeps_the_credit_state() {
     assert_eq!(server.counts("q"), (2, 1));
 }
 
+// Verifies: WS-0011
 #[tokio::test]
 async fn credit_on_an_unlimited_subscription_is_accepted_and_changes_nothing() {
     let server = server().await;
@@ -100,6 +104,7 @@ async fn credit_on_an_unlimited_subscription_is_accepted_and_changes_nothing() {
     assert_eq!(server.counts("q"), (0, 5));
 }
 
+// Verifies: WS-0014
 #[tokio::test]
 async fn a_waiting_subscriber_receives_in_priority_order() {
     let server = server().await;
@@ -119,6 +124,7 @@ async fn a_waiting_subscriber_receives_in_priority_order() {
     assert_eq!(got, [9, 5, 3, 1]);
 }
 
+// Verifies: WS-0011, WS-0014
 #[tokio::test]
 async fn credit_resumes_in_priority_order_not_arrival_order() {
     let server = server().await;
@@ -139,6 +145,7 @@ async fn credit_resumes_in_priority_order_not_arrival_order() {
     assert_eq!(got, [8, 5, 2]);
 }
 
+// Verifies: WS-0014
 #[tokio::test]
 async fn an_idle_subscriber_is_pushed_new_messages_without_polling_delay() {
     let server = server().await;
@@ -162,6 +169,7 @@ async fn an_idle_subscriber_is_pushed_new_messages_without_polling_delay() {
     assert!(median < Duration::from_millis(10), "median {median:?} of {latencies:?}");
 }
 
+// Verifies: WS-0014, WS-0007
 #[tokio::test]
 async fn nack_and_lock_expiry_wake_a_waiting_subscriber_elsewhere() {
     let server = server().await;
@@ -186,6 +194,7 @@ async fn nack_and_lock_expiry_wake_a_waiting_subscriber_elsewhere() {
     assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
 }
 
+// Verifies: WS-0012
 #[tokio::test]
 async fn unsubscribe_stops_deliveries_and_keeps_held_messages_locked() {
     let server = server().await;
@@ -201,6 +210,7 @@ async fn unsubscribe_stops_deliveries_and_keeps_held_messages_locked() {
     assert_eq!(server.counts("q"), (2, 1));
 }
 
+// Verifies: WS-0021
 #[tokio::test]
 async fn disconnect_releases_unacked_deliveries_at_once() {
     let server = server().await;
@@ -253,6 +263,7 @@ async fn stalled_subscriber(server: &Server) -> Client {
     reader
 }
 
+// Verifies: WS-0020
 #[tokio::test]
 async fn a_slow_reader_pauses_its_deliveries_and_loses_no_reply() {
     let server = server().await;
@@ -290,6 +301,7 @@ async fn a_slow_reader_pauses_its_deliveries_and_loses_no_reply() {
     assert_eq!(server.counts("big"), (0, BIG_COUNT as u64));
 }
 
+// Verifies: WS-0020, WS-0021
 #[tokio::test]
 async fn a_stalled_reader_that_disconnects_leaves_nothing_locked() {
     let server = server().await;

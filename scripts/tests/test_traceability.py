@@ -78,6 +78,7 @@ def test_check_passes_on_a_complete_tree(tmp_path):
     assert "DLV-0001" in proc.stdout and "tests/delivery.rs:3" in proc.stdout
 
 
+# Verifies: SYS-0021
 def test_check_fails_on_a_tag_naming_no_item(tmp_path):
     small_tree(tmp_path)
     write(tmp_path, "tests/extra.py", "import os\n# Verifies: DLV-0001, DLV-0999\n")
@@ -88,6 +89,7 @@ def test_check_fails_on_a_tag_naming_no_item(tmp_path):
     assert "tests/extra.py:2: Verifies tag names no item: DLV-0999" in proc.stdout
 
 
+# Verifies: SYS-0021
 def test_check_fails_on_a_test_item_no_test_verifies(tmp_path):
     small_tree(tmp_path)
     item(tmp_path, "dlv", "DLV-0003", links=["SYS-0001"])

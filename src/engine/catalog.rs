@@ -13,6 +13,7 @@ use super::record::Record;
 
 /// A queue as the engine holds it: state behind its own mutex, so queues do not block each
 /// other, and a notifier that wakes long polls and subscriptions.
+/// Requirements: SCH-0012
 pub struct Queue {
     pub state: Mutex<QueueState>,
     pub notify: Notify,
@@ -36,6 +37,7 @@ impl Catalog {
     }
 
     /// Applies a record. `counters` supplies the counters of a (new) queue name.
+    /// Requirements: DLV-0018, PER-0004
     pub fn apply(&mut self, rec: &Record, counters: &dyn Fn(&str) -> Arc<Counters>) -> Effect {
         match rec {
             Record::QueueCreated { qid, name, config }

@@ -34,6 +34,7 @@ use crate::wal::{CheckpointWriter, CHECKPOINT_LSN};
 pub const DEFAULT_COMPACTION_RATIO: f64 = 0.5;
 
 /// A snapshot record is cut once its messages reach about this many bytes.
+/// Requirements: PER-0025
 const CHUNK_BYTES: usize = 256 << 10;
 /// Fixed bytes a snapshot message costs besides payload, priority and consumer, roughly.
 const MESSAGE_OVERHEAD: usize = 48;
@@ -159,6 +160,7 @@ impl Engine {
 
     /// [`Engine::compact`], calling `between` after step A and before step B: tests use it
     /// to put traffic in the window that replay must not apply twice.
+    /// Requirements: PER-0020, PER-0021, PER-0026
     #[doc(hidden)]
     pub fn compact_pausing(&self, between: &mut dyn FnMut()) -> Result<CompactionReport> {
         let Some(log) = &self.log else {
@@ -306,6 +308,7 @@ impl Engine {
 
     /// True when the sealed part of the log is worth compacting: there is a sealed segment,
     /// and more than `compaction_ratio` of the log is dead.
+    /// Requirements: PER-0020, PER-0022
     pub fn compaction_due(&self) -> bool {
         let Some(log) = &self.log else { return false };
         let stats = log.stats();
@@ -319,6 +322,7 @@ impl Engine {
 
     /// Starts a compaction on a blocking thread when one is due and none is running.
     /// Returns whether it started one. Called from the 1 s background tick.
+    /// Requirements: PER-0022
     pub fn maybe_compact(&self) -> bool {
         if self.compactor.scheduled.load(AtomicOrdering::SeqCst) || !self.compaction_due() {
             return false;

@@ -9,6 +9,7 @@ use super::{validate_queue_name, Engine, Result};
 
 impl Engine {
     /// Dead letters of a queue, oldest first.
+    /// Requirements: DLV-0015
     pub fn dlq_list(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetterView>> {
         validate_queue_name(queue)?;
         let cat = self.catalog.read();
@@ -30,6 +31,7 @@ impl Engine {
     /// Moves dead letters (all, or the named ones) back to their original position with
     /// `retry_count` 0, honouring `allow_duplicates`: a dead letter whose payload is in the
     /// queue already stays where it is. Returns how many moved.
+    /// Requirements: DLV-0016
     pub async fn dlq_redrive(&self, queue: &str, ids: Option<&[String]>) -> Result<u64> {
         let (pending, n) = self.with_queue(
             queue,
@@ -68,6 +70,7 @@ impl Engine {
         Ok(n)
     }
 
+    /// Requirements: DLV-0017
     pub async fn dlq_purge(&self, queue: &str) -> Result<u64> {
         let (pending, n) = self.with_queue(
             queue,

@@ -7,6 +7,7 @@ use super::types::{Ordering, Priority};
 
 /// Key of the ready index: the smallest key is the next message to deliver. A message keeps
 /// its key for life, so a nacked or expired message goes back to exactly where it was.
+/// Requirements: SCH-0002, SCH-0003, SCH-0004, SCH-0005, SCH-0006, SCH-0007
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReadyKey {
     /// Numeric priorities and FIFO: `rank` already folds in the direction (MaxFirst stores
@@ -70,6 +71,7 @@ mod tests {
         ReadyKey::new(o, &Priority::Num(p), seq)
     }
 
+    // Verifies: SCH-0002, SCH-0005, SCH-0006
     #[test]
     fn max_first_puts_high_priorities_first_and_ties_in_publish_order() {
         let o = Ordering::MaxFirst;
@@ -77,6 +79,7 @@ mod tests {
         assert!(num(o, 5, 1) < num(o, 5, 2));
     }
 
+    // Verifies: SCH-0003, SCH-0005, SCH-0006
     #[test]
     fn min_first_puts_low_priorities_first() {
         let o = Ordering::MinFirst;
@@ -84,12 +87,14 @@ mod tests {
         assert!(num(o, 7, 3) < num(o, 7, 4));
     }
 
+    // Verifies: SCH-0004
     #[test]
     fn fifo_ignores_priority() {
         let o = Ordering::Fifo;
         assert!(num(o, 0, 1) < num(o, u64::MAX, 2));
     }
 
+    // Verifies: SCH-0007
     #[test]
     fn text_priorities_compare_bytes_in_the_queue_direction() {
         let t = |o, s: &str, seq| ReadyKey::new(o, &Priority::Text(s.into()), seq);

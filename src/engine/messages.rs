@@ -18,6 +18,7 @@ use super::{
 pub const MAX_TEXT_PRIORITY_BYTES: usize = 255;
 
 /// Formats a message id the way clients see it: lowercase hyphenated UUID.
+/// Requirements: API-0014
 pub fn format_id(id: &MsgId) -> String {
     uuid::Uuid::from_bytes(*id).hyphenated().to_string()
 }
@@ -27,10 +28,12 @@ pub fn parse_id(id: &str) -> Option<MsgId> {
     uuid::Uuid::parse_str(id).ok().map(|u| *u.as_bytes())
 }
 
+/// Requirements: DLV-0004
 fn format_token(token: u64) -> String {
     format!("{token:016x}")
 }
 
+/// Requirements: DLV-0002
 fn check_timeout(secs: u64) -> Result<()> {
     if secs > MAX_TIMEOUT_SECS {
         return Err(EngineError::InvalidTimeout(format!(
@@ -41,6 +44,7 @@ fn check_timeout(secs: u64) -> Result<()> {
 }
 
 /// The 0.15.0 holder rule (same consumer id), tightened by the lock token when one is given.
+/// Requirements: DLV-0005, DLV-0006
 fn check_holder(m: &Message, holder: &Holder) -> Result<()> {
     let Some(lock) = &m.lock else { return Err(EngineError::NotLocked) };
     if *lock.consumer != *holder.consumer_id {
@@ -66,6 +70,7 @@ fn delivery(queue: &str, m: &Message, deadline_ms: u64) -> Delivery {
 }
 
 impl Engine {
+    /// Requirements: SCH-0007, SCH-0008
     fn check_priority(&self, kind: PriorityKind, p: &Priority) -> Result<()> {
         match (kind, p) {
             (PriorityKind::Numeric, Priority::Num(_)) => Ok(()),
@@ -94,6 +99,7 @@ impl Engine {
     }
 
     /// Publishes several messages as one all-or-nothing durable write.
+    /// Requirements: API-0029, DLV-0019, DLV-0025
     pub async fn publish_batch(&self, queue: &str, msgs: Vec<NewMessage>) -> Result<Vec<String>> {
         validate_queue_name(queue)?;
         if msgs.is_empty() {
@@ -158,6 +164,7 @@ impl Engine {
 
     /// Takes up to `max` messages, locking each to `consumer_id` for `timeout_secs`.
     /// When none is available and `wait` is non-zero, waits up to that long for one.
+    /// Requirements: DLV-0026, DLV-0027
     pub async fn consume(
         &self,
         queue: &str,
@@ -190,6 +197,7 @@ impl Engine {
         }
     }
 
+    /// Requirements: DLV-0001, DLV-0003
     fn try_consume(
         &self,
         queue: &str,
@@ -245,6 +253,7 @@ impl Engine {
         Ok((txn.finish(), r))
     }
 
+    /// Requirements: DLV-0008
     pub async fn ack(&self, queue: &str, id: &str, holder: &Holder) -> Result<()> {
         let id = parse_id(id);
         let (pending, ()) = self.with_queue(
@@ -283,6 +292,7 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// Requirements: DLV-0009, DLV-0010
     fn nack_record(&self, qid: u64, m: &Message) -> (Record, NackOutcome) {
         if m.retry_count >= m.max_retries {
             let at_ms = self.clock.now_ms();
@@ -302,6 +312,7 @@ impl Engine {
 
     /// The distinct ids of `ids` that `consumer_id` holds, in request order, and the
     /// not-found list (every other entry, repeats included).
+    /// Requirements: DLV-0013
     fn held_ids(txn: &Txn<'_>, consumer_id: &str, ids: &[String]) -> (Vec<MsgId>, Vec<String>) {
         let holder = Holder { consumer_id: consumer_id.to_string(), lock_token: None };
         let mut held = Vec::new();
@@ -319,6 +330,7 @@ impl Engine {
         (held, not_found)
     }
 
+    /// Requirements: DLV-0023
     pub async fn ack_batch(
         &self,
         queue: &str,
@@ -345,6 +357,7 @@ impl Engine {
         Ok(out)
     }
 
+    /// Requirements: DLV-0024
     pub async fn nack_batch(
         &self,
         queue: &str,
@@ -380,6 +393,7 @@ impl Engine {
     }
 
     /// Extends a held lock to now + `timeout_secs`; returns the new deadline (epoch ms).
+    /// Requirements: DLV-0012
     pub async fn renew(
         &self,
         queue: &str,
@@ -408,6 +422,7 @@ impl Engine {
 
     /// Puts every message locked by `consumer_id` back in its queue at once,
     /// `retry_count` kept (a WebSocket connection that went away).
+    /// Requirements: WS-0021
     pub async fn release_consumer(&self, consumer_id: &str) -> Result<u64> {
         let mut pending = Pending::none();
         let mut released = 0;

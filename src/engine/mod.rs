@@ -37,6 +37,7 @@ use crate::wal::{self, FileSystem, Ticket, Wal, WalOptions};
 pub use self::names::validate_queue_name;
 
 /// Where the engine keeps its records.
+/// Requirements: PER-0027
 #[derive(Clone, Debug)]
 pub enum StorageConfig {
     /// No log at all: volatile.
@@ -99,6 +100,7 @@ struct GlobalCounters {
 /// write-held by operations that add, remove or rename queues; each queue has its own
 /// mutex. Records are logged while those locks are held, so the log order is the order in
 /// which changes took effect; waiting for durability happens after every lock is released.
+/// Requirements: SYS-0001, SYS-0002
 pub struct Engine {
     catalog: RwLock<Catalog>,
     log: Option<Wal>,
@@ -142,6 +144,7 @@ impl Engine {
 
     /// Rebuilds every queue from the log through `Catalog::apply`, the same function live
     /// traffic goes through: the checkpoint first, then the log records it does not hold.
+    /// Requirements: PER-0012, PER-0013, PER-0017
     fn replay(
         &mut self,
         opts: WalOptions,
@@ -223,6 +226,7 @@ impl Engine {
     }
 
     /// Creates a queue. `QueueExists` if it exists already (config untouched).
+    /// Requirements: API-0008, SCH-0001
     pub async fn create_queue(&self, name: &str, config: QueueConfig) -> Result<()> {
         validate_queue_name(name)?;
         let pending = {
@@ -237,6 +241,7 @@ impl Engine {
         pending.wait().await
     }
 
+    /// Requirements: API-0029, SYS-0024
     fn check_queue_limit(&self, cat: &Catalog) -> Result<()> {
         if self.max_queues > 0 && cat.queues.len() >= self.max_queues {
             return Err(EngineError::QueueFull(format!(
@@ -249,6 +254,7 @@ impl Engine {
 
     /// Makes sure `name` exists, creating it with the default config (a publish to an
     /// unknown queue).
+    /// Requirements: API-0014, SCH-0001
     fn ensure_queue(&self, name: &str) -> Result<Pending> {
         if self.catalog.read().get(name).is_some() {
             return Ok(Pending::none());
@@ -264,6 +270,7 @@ impl Engine {
     }
 
     /// Renames and/or changes `allow_duplicates`. Ordering and priority kind are fixed.
+    /// Requirements: API-0009, API-0010
     pub async fn update_queue(
         &self,
         name: &str,
@@ -331,6 +338,7 @@ impl Engine {
     }
 
     /// Deletes a queue with its messages and dead letters. Unknown queue: Ok(0).
+    /// Requirements: API-0011
     pub async fn delete_queue(&self, name: &str) -> Result<u64> {
         validate_queue_name(name)?;
         let (pending, removed) = {
@@ -345,6 +353,7 @@ impl Engine {
     }
 
     /// Removes every message (locked ones too); keeps config and dead letters.
+    /// Requirements: API-0012
     pub async fn purge_queue(&self, name: &str) -> Result<u64> {
         validate_queue_name(name)?;
         let (pending, removed) = {
@@ -396,6 +405,7 @@ impl Engine {
         self.catalog.read().get(name).is_some()
     }
 
+    /// Requirements: DLV-0014
     fn stats_of(&self, st: &QueueState, now_ms: u64) -> QueueStats {
         // Locks that expired but were not settled yet count as what they will become.
         let (requeue, dead) = st.due_lock_split(now_ms);
@@ -413,6 +423,7 @@ impl Engine {
     }
 
     /// Every existing queue, sorted by name (byte order).
+    /// Requirements: API-0018
     pub fn stats(&self) -> Vec<QueueStats> {
         let now = self.clock.now_ms();
         let cat = self.catalog.read();
@@ -424,6 +435,7 @@ impl Engine {
     }
 
     /// One queue's stats; unknown queue: zeros with the default config.
+    /// Requirements: API-0019
     pub fn queue_stats(&self, name: &str) -> Result<QueueStats> {
         validate_queue_name(name)?;
         let now = self.clock.now_ms();
@@ -447,6 +459,7 @@ impl Engine {
     }
 
     /// Sorted names of every existing queue.
+    /// Requirements: API-0020
     pub fn queue_names(&self) -> Vec<String> {
         self.catalog.read().by_name.keys().cloned().collect()
     }
@@ -495,6 +508,7 @@ impl Engine {
     /// Resolves when a message may have become available in `queue` (publish, nack,
     /// expiry, redrive) or when `deadline` passes. Used by long polls and WebSocket
     /// subscriptions; callers re-check and call again.
+    /// Requirements: DLV-0027, WS-0014
     pub async fn wait_available(&self, queue: &str, deadline: tokio::time::Instant) {
         let q = self.catalog.read().get(queue).cloned();
         let Some(q) = q else {

@@ -7,6 +7,7 @@ pub const MAX_NAME_BYTES: usize = 255;
 
 /// 1 to 255 bytes of UTF-8, not blank, no control characters, no `/`, no leading `_`.
 /// Names that pass round-trip through every route, percent-encoded in paths.
+/// Requirements: API-0006
 pub fn validate_queue_name(name: &str) -> Result<(), EngineError> {
     let bad = |why: &str| Err(EngineError::InvalidQueueName(format!("{why}: {name:?}")));
     if name.trim().is_empty() {
@@ -34,6 +35,7 @@ pub fn validate_queue_name(name: &str) -> Result<(), EngineError> {
 mod tests {
     use super::*;
 
+    // Verifies: API-0006
     #[test]
     fn accepts_ordinary_and_unicode_names() {
         for n in ["orders", "a", "émoji-🚀", "with space", &"x".repeat(255)] {
@@ -41,6 +43,7 @@ mod tests {
         }
     }
 
+    // Verifies: API-0006
     #[test]
     fn rejects_names_outside_the_rule() {
         for n in ["", "   ", "a/b", "_dlq", "tab\there", &"x".repeat(256)] {

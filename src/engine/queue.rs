@@ -45,6 +45,7 @@ pub struct Effect {
     pub removed: u64,
 }
 
+/// Requirements: SCH-0013, SCH-0014
 pub struct QueueState {
     pub qid: u64,
     pub name: String,
@@ -100,11 +101,13 @@ impl QueueState {
     }
 
     /// True when a publish of `payload` would duplicate a message in the queue.
+    /// Requirements: DLV-0019
     pub fn is_duplicate(&self, payload: &str) -> bool {
         self.dups.as_ref().is_some_and(|d| d.contains_key(payload))
     }
 
     /// The next `max` ready messages in delivery order.
+    /// Requirements: SCH-0011
     pub fn peek_ready(&self, max: usize) -> Vec<MsgId> {
         self.ready.iter().take(max).map(|e| *e.value()).collect()
     }
@@ -165,6 +168,7 @@ impl QueueState {
 
     /// Applies one queue-level record. Records that name no message of this queue (which a
     /// valid log never holds) are ignored rather than trusted.
+    /// Requirements: PER-0013
     pub fn apply(&mut self, rec: &Record) -> Effect {
         let mut fx = Effect::default();
         match rec {
@@ -277,6 +281,7 @@ impl QueueState {
     /// Turning duplicates off keeps, for each payload, every locked copy (a consumer holds
     /// it) and otherwise the first ready copy in delivery order; the other ready copies are
     /// removed. Returns how many were removed.
+    /// Requirements: DLV-0021, DLV-0022
     fn set_allow_duplicates(&mut self, allow: bool) -> u64 {
         self.config.allow_duplicates = allow;
         if allow {
@@ -309,6 +314,7 @@ impl QueueState {
         doomed.len() as u64
     }
 
+    /// Requirements: DLV-0014
     fn push_dead(&mut self, dl: DeadLetter) {
         let k = self.next_dead;
         self.next_dead += 1;
@@ -316,6 +322,7 @@ impl QueueState {
         self.dead.insert(k, dl);
     }
 
+    /// Requirements: SCH-0010
     fn insert_ready(&mut self, m: Message) {
         if let Some(d) = self.dups.as_mut() {
             *d.entry(m.payload.clone()).or_default() += 1;
@@ -351,6 +358,7 @@ impl QueueState {
         Some(m)
     }
 
+    /// Requirements: DLV-0020
     fn forget_payload(&mut self, payload: &Arc<str>) {
         if let Some(d) = self.dups.as_mut() {
             if let Some(n) = d.get_mut(payload) {

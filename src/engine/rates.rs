@@ -15,6 +15,7 @@ const ALPHA: f64 = 1.0 / 15.0;
 pub const SERIES_POINTS: usize = 61;
 
 /// Event counters of one queue; shared with the queue so counting takes no map lookup.
+/// Requirements: WS-0024
 #[derive(Debug, Default)]
 pub struct Counters {
     pub publish: AtomicU64,
@@ -73,6 +74,7 @@ impl Rates {
 
     /// Counters and rates follow a rename; the metrics series starts empty under the new
     /// name.
+    /// Requirements: API-0010
     pub fn rename(&self, from: &str, to: &str, now_ms: u64) -> Arc<Counters> {
         let mut map = self.entries.lock();
         let moved = map.remove(from);
@@ -93,6 +95,7 @@ impl Rates {
         self.entries.lock().get(name).and_then(|e| e.rates).unwrap_or([0.0; 3])
     }
 
+    /// Requirements: API-0022
     pub fn series(&self, name: &str) -> Vec<MetricPoint> {
         self.entries
             .lock()
@@ -103,6 +106,7 @@ impl Rates {
 
     /// One sampler tick. `counts` gives (total, locked) of a queue name, or None when no
     /// such queue exists now.
+    /// Requirements: API-0021, API-0022
     pub fn sample(&self, now_ms: u64, counts: impl Fn(&str) -> Option<(u64, u64)>) {
         let mut map = self.entries.lock();
         for (name, e) in map.iter_mut() {
@@ -148,6 +152,7 @@ impl Rates {
 mod tests {
     use super::*;
 
+    // Verifies: API-0021
     #[test]
     fn first_sample_is_the_raw_rate_then_smoothed() {
         let r = Rates::default();
@@ -161,6 +166,7 @@ mod tests {
         assert_eq!(r.series("q").len(), 2);
     }
 
+    // Verifies: API-0022
     #[test]
     fn series_keeps_61_points() {
         let r = Rates::default();
@@ -173,6 +179,7 @@ mod tests {
         assert_eq!(s.last().unwrap().t_ms, 100_000);
     }
 
+    // Verifies: API-0010
     #[test]
     fn rename_moves_counters_but_not_history() {
         let r = Rates::default();

@@ -53,6 +53,7 @@ pub struct SnapshotDeadLetter {
 
 /// One state change. Variants are only ever appended at the end: the variant index is part
 /// of the on-disk format.
+/// Requirements: PER-0004
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum Record {
     QueueCreated {
@@ -261,6 +262,7 @@ mod tests {
 
     const AB16: &str = "abababababababababababababababab";
 
+    // Verifies: PER-0004, PER-0006
     /// The on-disk encoding of every record kind. If this test fails, the format changed:
     /// existing logs would no longer replay. Add a new variant at the end instead, or bump
     /// the log's format version with a migration.
@@ -295,6 +297,7 @@ mod tests {
         }
     }
 
+    // Verifies: PER-0004
     #[test]
     fn every_kind_round_trips() {
         for r in samples() {

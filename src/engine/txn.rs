@@ -21,6 +21,7 @@ pub struct Txn<'a> {
 
 /// What a caller waits on after releasing every lock: the durability of the last record it
 /// logged (the log is written in order, so that covers every earlier record too).
+/// Requirements: PER-0019
 #[must_use]
 pub struct Pending(Option<Ticket>);
 
@@ -84,6 +85,7 @@ impl<'a> Txn<'a> {
     /// Settles every lock that has expired by now: back to the queue, or to the dead
     /// letters once its retries are used up. Done before any decision that depends on lock
     /// state, which is what makes expiry exact without a sweeper.
+    /// Requirements: DLV-0007, DLV-0011
     pub fn expire_due(&mut self, now_ms: u64) -> Result<()> {
         let due = self.state.due_locks(now_ms);
         if due.is_empty() {

@@ -4,6 +4,7 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 /// How a queue picks its next message. Fixed when the queue is created.
+/// Requirements: SCH-0001
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode,
 )]
@@ -28,6 +29,7 @@ pub enum PriorityKind {
 }
 
 /// A queue's configuration as clients see it.
+/// Requirements: SCH-0009
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct QueueConfig {
     pub ordering: Ordering,
@@ -46,6 +48,7 @@ impl Default for QueueConfig {
 }
 
 /// A message priority: a u64 on numeric queues, 1 to 255 bytes of UTF-8 on text queues.
+/// Requirements: SCH-0006, SCH-0007
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 #[serde(untagged)]
 pub enum Priority {

@@ -36,6 +36,7 @@ impl ApiRequest {
     }
 
     /// Parses a mandatory JSON body.
+    /// Requirements: API-0002
     pub async fn json<T: DeserializeOwned>(self) -> Result<T, ApiError> {
         self.check_announced_length()?;
         self.check_content_type()?;
@@ -108,6 +109,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// `application/json` or `application/<anything>+json`, parameters allowed.
+/// Requirements: API-0002
 pub fn is_json_media_type(value: &str) -> bool {
     let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     match essence.strip_prefix("application/") {
@@ -117,6 +119,7 @@ pub fn is_json_media_type(value: &str) -> bool {
     }
 }
 
+/// Requirements: API-0004, SYS-0024
 async fn read_capped(mut body: BodyStream, limit: usize) -> Result<Bytes, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {
@@ -146,6 +149,7 @@ async fn drain(mut body: BodyStream, mut budget: usize) {
 mod tests {
     use super::*;
 
+    // Verifies: API-0002
     #[test]
     fn json_media_types_are_recognised() {
         assert!(is_json_media_type("application/json"));

@@ -96,6 +96,7 @@ struct NackBatchReply {
     not_found: Vec<String>,
 }
 
+/// Requirements: DLV-0002
 fn lock_timeout(requested: Option<u64>) -> Result<u64, ApiError> {
     let secs = requested.unwrap_or(DEFAULT_TIMEOUT_SECS);
     if secs > MAX_TIMEOUT_SECS {
@@ -105,6 +106,7 @@ fn lock_timeout(requested: Option<u64>) -> Result<u64, ApiError> {
     Ok(secs)
 }
 
+/// Requirements: DLV-0027
 fn long_poll_wait(requested: Option<u64>) -> Result<Duration, ApiError> {
     let secs = requested.unwrap_or(0);
     if secs > MAX_WAIT_SECS {
@@ -120,6 +122,7 @@ fn holder(consumer_id: String, lock_token: Option<String>) -> Holder {
 
 // Limitation: a long poll holds its connection open for up to `wait_seconds`, and a
 // graceful shutdown waits for it to finish (at most MAX_WAIT_SECS).
+/// Requirements: API-0016
 pub async fn consume(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0).to_owned();
     let body: ConsumeBody = req.json().await?;
@@ -131,6 +134,7 @@ pub async fn consume(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(json_reply(&first))
 }
 
+/// Requirements: DLV-0026
 pub async fn consume_batch(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0).to_owned();
     let body: ConsumeBatchBody = req.json().await?;
@@ -148,6 +152,7 @@ pub async fn consume_batch(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(json_reply(&replies))
 }
 
+/// Requirements: API-0017
 pub async fn ack(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let (queue, id) = (req.param(0).to_owned(), req.param(1).to_owned());
     let body: HolderBody = req.json().await?;
@@ -155,6 +160,7 @@ pub async fn ack(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(empty_reply())
 }
 
+/// Requirements: API-0017
 pub async fn nack(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let (queue, id) = (req.param(0).to_owned(), req.param(1).to_owned());
     let body: HolderBody = req.json().await?;
@@ -162,6 +168,7 @@ pub async fn nack(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(empty_reply())
 }
 
+/// Requirements: DLV-0012
 pub async fn renew(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let (queue, id) = (req.param(0).to_owned(), req.param(1).to_owned());
     let body: RenewBody = req.json().await?;
@@ -171,6 +178,7 @@ pub async fn renew(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(json_reply(&RenewReply { locked_until_ms }))
 }
 
+/// Requirements: DLV-0023
 pub async fn ack_batch(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0).to_owned();
     let body: BatchBody = req.json().await?;
@@ -183,6 +191,7 @@ pub async fn ack_batch(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(json_reply(&AckBatchReply { acked: out.acked, not_found: out.not_found }))
 }
 
+/// Requirements: DLV-0024
 pub async fn nack_batch(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0).to_owned();
     let body: BatchBody = req.json().await?;

@@ -47,6 +47,7 @@ struct PurgeReply {
     purged: u64,
 }
 
+/// Requirements: DLV-0015
 pub fn list(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let limit = list_limit(req.query.as_deref())?;
     let letters = engine.dlq_list(req.param(0), limit)?;
@@ -54,6 +55,7 @@ pub fn list(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(json_reply(&replies))
 }
 
+/// Requirements: DLV-0016
 pub async fn redrive(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0).to_owned();
     let body: RedriveBody = req.optional_json().await?;
@@ -61,12 +63,14 @@ pub async fn redrive(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(json_reply(&RedriveReply { redriven }))
 }
 
+/// Requirements: DLV-0017
 pub async fn purge(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let purged = engine.dlq_purge(req.param(0)).await?;
     Ok(json_reply(&PurgeReply { purged }))
 }
 
 /// `limit` from the query string; other parameters are ignored.
+/// Requirements: DLV-0028
 fn list_limit(query: Option<&str>) -> Result<usize, ApiError> {
     let Some(raw) = form_value(query.unwrap_or_default(), "limit") else {
         return Ok(DEFAULT_LIST_LIMIT);
@@ -83,6 +87,7 @@ fn list_limit(query: Option<&str>) -> Result<usize, ApiError> {
 mod tests {
     use super::*;
 
+    // Verifies: DLV-0015, DLV-0028
     #[test]
     fn limit_defaults_and_bounds() {
         assert_eq!(list_limit(None).unwrap(), DEFAULT_LIST_LIMIT);

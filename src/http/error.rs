@@ -10,6 +10,7 @@ use warp::reply::Response;
 use crate::engine::EngineError;
 
 /// A failed request: status, stable code, human text, and for 405 the allowed methods.
+/// Requirements: API-0003
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -77,6 +78,7 @@ impl ApiError {
 
     /// Classifies a serde_json failure: text that is not JSON is a 400, JSON of the wrong
     /// shape a 422.
+    /// Requirements: API-0002
     pub fn from_json_error(err: &serde_json::Error) -> Self {
         use serde_json::error::Category;
         match err.classify() {
@@ -126,6 +128,7 @@ impl From<EngineError> for ApiError {
 mod tests {
     use super::*;
 
+    // Verifies: API-0002
     #[test]
     fn json_syntax_errors_are_400_and_shape_errors_are_422() {
         let syntax = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
@@ -135,6 +138,7 @@ mod tests {
         assert_eq!(ApiError::from_json_error(&shape).status, StatusCode::UNPROCESSABLE_ENTITY);
     }
 
+    // Verifies: API-0003
     #[test]
     fn engine_errors_map_to_their_contract_codes() {
         let cases = [
@@ -151,6 +155,7 @@ mod tests {
         }
     }
 
+    // Verifies: API-0005
     #[test]
     fn method_not_allowed_carries_an_allow_header() {
         let resp = ApiError::method_not_allowed("GET, HEAD".into()).into_response();

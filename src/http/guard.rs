@@ -23,6 +23,7 @@ use super::{empty_reply, form_value};
 
 /// Answers 401 for a request without the right token; passes every other request on (by
 /// rejecting, so the next filter of the chain takes it).
+/// Requirements: API-0026, SYS-0014, API-0030
 pub fn auth(token: Option<Arc<str>>) -> BoxedFilter<(Response,)> {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::path::full()
@@ -45,6 +46,7 @@ pub fn auth(token: Option<Arc<str>>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// Requirements: WS-0025, API-0026, API-0030
 fn authorized(token: &str, path: &str, headers: &HeaderMap, query: &str) -> bool {
     if path == "/health" || is_static_ui(path) {
         return true;
@@ -75,6 +77,7 @@ fn is_static_ui(path: &str) -> bool {
 
 /// Compares without stopping at the first differing byte, so the reply time does not
 /// tell an attacker how much of a guess was right. The length is not hidden.
+/// Requirements: API-0026
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -84,6 +87,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Answers a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) with 200
 /// while CORS is open; otherwise passes it on to the router (405).
+/// Requirements: API-0001
 pub fn preflight(open: bool) -> BoxedFilter<(Response,)> {
     warp::options()
         .and(warp::header::<String>("access-control-request-method"))
@@ -106,6 +110,7 @@ pub fn preflight(open: bool) -> BoxedFilter<(Response,)> {
 }
 
 /// The headers every reply carries while CORS is open.
+/// Requirements: API-0001
 pub fn add_cors(mut resp: Response) -> Response {
     let headers = resp.headers_mut();
     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
@@ -129,6 +134,7 @@ mod tests {
         h
     }
 
+    // Verifies: API-0026
     #[test]
     fn bearer_token_must_match_exactly() {
         assert!(authorized("s3cret", "/stats", &with_auth("Bearer s3cret"), ""));
@@ -138,6 +144,7 @@ mod tests {
         assert!(!authorized("s3cret", "/stats", &HeaderMap::new(), ""));
     }
 
+    // Verifies: API-0026, WS-0025, API-0030
     #[test]
     fn health_is_open_and_only_ws_takes_a_query_token() {
         assert!(authorized("t", "/health", &HeaderMap::new(), ""));

@@ -19,6 +19,7 @@ type QueueLabels = Vec<(&'static str, String)>;
 // Limitation: the log's byte and segment counts, the fsync latency histogram and the
 // compaction runs of changes.md §3 are not exported yet: the engine has no accessor for
 // them.
+/// Requirements: API-0023, SYS-0015
 pub fn render(engine: &Engine) -> HandlerResult {
     let mut registry = Registry::with_prefix("qrusty");
 

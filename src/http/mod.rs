@@ -97,6 +97,7 @@ async fn handle(
     }
 }
 
+/// Requirements: API-0007, API-0020
 async fn dispatch(state: &ApiState, spec: &RouteSpec, req: ApiRequest) -> HandlerResult {
     let engine = &state.engine;
     match spec.id {
@@ -139,6 +140,7 @@ async fn dispatch(state: &ApiState, spec: &RouteSpec, req: ApiRequest) -> Handle
 }
 
 /// Splits a path into percent-decoded segments; None when one is not UTF-8 after decoding.
+/// Requirements: API-0006
 fn decode_segments(path: &str) -> Option<Vec<String>> {
     path.trim_start_matches('/')
         .split('/')
@@ -192,6 +194,7 @@ pub(crate) fn finite(rate: f64) -> f64 {
 mod tests {
     use super::*;
 
+    // Verifies: API-0006
     #[test]
     fn path_segments_are_percent_decoded() {
         assert_eq!(decode_segments("/ack/a%2Fb/x%20y").unwrap(), ["ack", "a/b", "x y"]);

@@ -10,6 +10,7 @@ use super::routes::{ReplySpec, RouteId, RouteSpec, ROUTES};
 use crate::engine::{MAX_CONSUME_BATCH, MAX_TIMEOUT_SECS, MAX_WAIT_SECS};
 
 /// The document, built once.
+/// Requirements: API-0024, API-0025
 pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(build)
@@ -354,6 +355,7 @@ mod tests {
         }
     }
 
+    // Verifies: API-0024
     #[test]
     fn every_reference_resolves() {
         let doc = document();
@@ -366,6 +368,7 @@ mod tests {
         }
     }
 
+    // Verifies: API-0024
     #[test]
     fn every_route_has_an_operation_with_its_path_parameters() {
         let doc = document();

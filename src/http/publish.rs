@@ -12,6 +12,7 @@ use crate::engine::{Engine, NewMessage, Priority, DEFAULT_MAX_RETRIES};
 /// A priority as it arrives on the wire: a u64, or a string for text queues. Anything
 /// else (negative, fractional, beyond u64, null) is a shape error (422); whether the kind
 /// fits the queue is the engine's call (400 `invalid_priority`).
+/// Requirements: API-0015
 pub struct WirePriority(pub Priority);
 
 impl<'de> Deserialize<'de> for WirePriority {
@@ -99,6 +100,7 @@ struct PublishBatchReply {
     ids: Vec<String>,
 }
 
+/// Requirements: API-0014
 pub async fn publish(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let body: PublishBody = req.json().await?;
     let message = WireMessage {
@@ -110,6 +112,7 @@ pub async fn publish(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(json_reply(&PublishReply { id }))
 }
 
+/// Requirements: DLV-0025
 pub async fn publish_batch(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let body: PublishBatchBody = req.json().await?;
     let messages = body.messages.into_iter().map(NewMessage::from).collect();
@@ -125,6 +128,7 @@ mod tests {
         serde_json::from_str::<WirePriority>(json).map(|p| p.0)
     }
 
+    // Verifies: SCH-0006
     #[test]
     fn numbers_and_strings_are_priorities() {
         assert_eq!(parse("0").unwrap(), Priority::Num(0));
@@ -132,6 +136,7 @@ mod tests {
         assert_eq!(parse("\"10\"").unwrap(), Priority::Text("10".into()));
     }
 
+    // Verifies: API-0015
     #[test]
     fn out_of_range_values_are_shape_errors() {
         for bad in ["-1", "1.5", "18446744073709551616", "null", "true", "[1]"] {

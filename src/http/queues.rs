@@ -66,6 +66,7 @@ struct DeleteAllReply {
     deleted_messages: u64,
 }
 
+/// Requirements: API-0008
 pub async fn create(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let body: CreateQueueBody = req.json().await?;
     let config = QueueConfig {
@@ -79,6 +80,7 @@ pub async fn create(engine: &Engine, req: ApiRequest) -> HandlerResult {
 
 /// Checks run in the 0.15.0 order: blank name, missing queue, blank new name; then the
 /// rename and the duplicate policy are applied by the engine.
+/// Requirements: API-0009
 pub async fn update(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let body: UpdateQueueBody = req.json().await?;
     if body.name.trim().is_empty() {
@@ -102,6 +104,7 @@ fn blank_name(field: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_queue_name", format!("{field} is blank"))
 }
 
+/// Requirements: API-0011
 pub async fn delete(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0);
     let deleted_messages = engine.delete_queue(queue).await?;
@@ -109,6 +112,7 @@ pub async fn delete(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(json_reply(&DeleteQueueReply { queue, deleted_messages }))
 }
 
+/// Requirements: API-0012
 pub async fn purge(engine: &Engine, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0);
     let purged_messages = engine.purge_queue(queue).await?;
@@ -116,12 +120,14 @@ pub async fn purge(engine: &Engine, req: ApiRequest) -> HandlerResult {
     Ok(json_reply(&PurgeQueueReply { queue, purged_messages }))
 }
 
+/// Requirements: API-0013
 pub async fn purge_all(engine: &Engine) -> HandlerResult {
     let (purged_queues, purged_messages) = engine.purge_all().await?;
     tracing::info!(queues = purged_queues, messages = purged_messages, "all queues purged");
     Ok(json_reply(&PurgeAllReply { purged_queues, purged_messages }))
 }
 
+/// Requirements: API-0013
 pub async fn delete_all(engine: &Engine) -> HandlerResult {
     let (deleted_queues, deleted_messages) = engine.delete_all().await?;
     tracing::info!(queues = deleted_queues, messages = deleted_messages, "all queues deleted");

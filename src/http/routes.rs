@@ -101,6 +101,7 @@ const fn body(schema: &'static str) -> Option<BodySpec> {
     Some(BodySpec { schema, required: true })
 }
 
+/// Requirements: API-0024, SYS-0003
 pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         reply: ReplySpec::Other { status: 200, media_type: "text/plain" },
@@ -444,6 +445,7 @@ pub enum Match {
 }
 
 /// Matches percent-decoded path segments. `HEAD` is answered by `GET` routes.
+/// Requirements: API-0005
 pub fn find(method: &Method, segments: &[String]) -> Match {
     let mut allowed: Vec<&'static str> = Vec::new();
     for spec in ROUTES {
@@ -496,6 +498,7 @@ mod tests {
         path.trim_start_matches('/').split('/').map(str::to_owned).collect()
     }
 
+    // Verifies: API-0024
     #[test]
     fn every_route_is_unique_and_described() {
         for (i, a) in ROUTES.iter().enumerate() {
@@ -516,17 +519,20 @@ mod tests {
         assert_eq!(params, ["q1", "abc"]);
     }
 
+    // Verifies: API-0005
     #[test]
     fn wrong_method_lists_what_the_path_allows() {
         assert_eq!(find(&Method::POST, &segs("/stats")), Match::WrongMethod("GET, HEAD".into()));
         assert_eq!(find(&Method::GET, &segs("/publish")), Match::WrongMethod("POST".into()));
     }
 
+    // Verifies: API-0005
     #[test]
     fn head_is_answered_by_get_routes() {
         assert!(matches!(find(&Method::HEAD, &segs("/queues")), Match::Found { .. }));
     }
 
+    // Verifies: API-0005
     #[test]
     fn unknown_paths_and_extra_segments_do_not_match() {
         assert_eq!(find(&Method::GET, &segs("/nope")), Match::NotFound);

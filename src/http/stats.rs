@@ -80,6 +80,7 @@ struct SeriesReply<'a> {
     points: Vec<PointReply>,
 }
 
+/// Requirements: API-0018
 pub fn all(engine: &Engine) -> Response {
     let stats = engine.stats();
     let mut summary = Summary::default();
@@ -93,11 +94,13 @@ pub fn all(engine: &Engine) -> Response {
     json_reply(&StatsReply { queues, summary })
 }
 
+/// Requirements: API-0019
 pub fn one(engine: &Engine, queue: &str) -> HandlerResult {
     let stats = engine.queue_stats(queue)?;
     Ok(json_reply(&QueueStatsReply::from(&stats)))
 }
 
+/// Requirements: API-0022
 pub fn series(engine: &Engine, queue: &str) -> Response {
     let points = engine.metrics_series(queue).into_iter().map(PointReply::from).collect();
     json_reply(&SeriesReply { queue, resolution_seconds: 1, window_seconds: 60, points })

@@ -31,6 +31,7 @@ pub struct Loaded {
 /// Reads a whole checkpoint, passing every body to `visit`. Anything short of a valid
 /// header, valid frames and a valid footer at the very end is an error: a checkpoint is
 /// only renamed into place once it is complete and synced, so damage here is real.
+/// Requirements: PER-0023
 pub fn read(
     bytes: &[u8],
     id: u64,
@@ -90,6 +91,7 @@ pub struct CheckpointReport {
 
 /// A checkpoint being written. Dropping it without [`CheckpointWriter::commit`] removes the
 /// temporary file (best effort; the next open removes it otherwise).
+/// Requirements: PER-0023
 pub struct CheckpointWriter {
     fs: Arc<dyn FileSystem>,
     shared: Arc<Shared>,
@@ -168,6 +170,7 @@ impl CheckpointWriter {
     ///
     /// Every step waits for the one before to be durable: footer, fdatasync, rename,
     /// directory sync; then the deletions and a second directory sync.
+    /// Requirements: PER-0024
     pub fn commit(mut self, last_lsn: u64) -> Result<CheckpointReport, WalError> {
         let footer = frame::encode_footer(self.id, self.records, last_lsn);
         self.buf.extend_from_slice(&footer);

@@ -29,6 +29,7 @@ pub struct Header {
 }
 
 /// Encodes the header of segment `segment_id` whose first record gets `first_lsn`.
+/// Requirements: PER-0002
 pub fn encode_header(segment_id: u64, first_lsn: u64) -> [u8; HEADER_LEN] {
     encode_header_with(MAGIC, segment_id, first_lsn)
 }
@@ -73,6 +74,7 @@ pub fn decode_checkpoint_header(bytes: &[u8]) -> Result<Header, HeaderError> {
     decode_header_with(CHECKPOINT_MAGIC, bytes)
 }
 
+/// Requirements: PER-0002
 fn decode_header_with(magic: [u8; 8], bytes: &[u8]) -> Result<Header, HeaderError> {
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -141,6 +143,7 @@ fn footer_crc(id: u64, fields: &[u8]) -> u32 {
 
 /// The frame checksum. The segment id is hashed first so that a frame copied from (or left
 /// behind by) another segment never validates in this one.
+/// Requirements: PER-0003
 pub fn frame_crc(segment_id: u64, body: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&segment_id.to_le_bytes());
@@ -208,6 +211,7 @@ impl FrameError {
 /// Decodes the frame at the start of `bytes`: returns its body and the frame's total length.
 /// The length is checked against `max_body` before the body is touched, so a damaged length
 /// can never make the reader allocate or hash a huge range.
+/// Requirements: PER-0003, PER-0005
 pub fn decode_frame(
     bytes: &[u8],
     segment_id: u64,
@@ -235,6 +239,7 @@ pub fn decode_frame(
 mod tests {
     use super::*;
 
+    // Verifies: PER-0002
     #[test]
     fn header_round_trips_and_rejects_any_flipped_byte() {
         let header = encode_header(0x0102_0304_0506_0708, 99);
@@ -250,6 +255,7 @@ mod tests {
         assert_eq!(decode_header(&header[..39]), Err(HeaderError::Short));
     }
 
+    // Verifies: PER-0002
     #[test]
     fn a_version_1_header_is_refused_as_an_old_format_not_as_damage() {
         let mut old = [0u8; 32];
@@ -261,6 +267,7 @@ mod tests {
         assert_eq!(decode_header(&old), Err(HeaderError::Version(1)));
     }
 
+    // Verifies: PER-0023
     #[test]
     fn a_footer_validates_only_for_its_own_checkpoint() {
         let footer = encode_footer(5, 12, 345);
@@ -272,6 +279,7 @@ mod tests {
         assert!(len > 1 << 30);
     }
 
+    // Verifies: PER-0003
     #[test]
     fn frame_from_another_segment_does_not_validate() {
         let frame = encode_frame(7, b"payload");
@@ -279,6 +287,7 @@ mod tests {
         assert_eq!(decode_frame(&frame, 8, 1024), Err(FrameError::Checksum));
     }
 
+    // Verifies: PER-0005
     #[test]
     fn oversized_length_is_refused_before_the_body_is_read() {
         let mut frame = encode_frame(1, b"abc");

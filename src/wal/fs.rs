@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The operations the log needs from a file system.
+/// Requirements: PER-0018
 pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Creates `dir` and its parents if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;

@@ -49,6 +49,7 @@ pub use recovery::Visit;
 pub const CHECKPOINT_LSN: u64 = 0;
 
 /// When a write counts as durable.
+/// Requirements: PER-0008
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
     /// Acknowledge after the fdatasync that covers the record (group commit).
@@ -61,6 +62,7 @@ pub enum FsyncPolicy {
 }
 
 /// What recovery does with a bad record that valid records follow.
+/// Requirements: PER-0016
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecoveryMode {
     /// Stop startup with an error naming the file and offset.
@@ -181,6 +183,7 @@ pub struct RecoverySummary {
 }
 
 /// The log. `Send + Sync`; share it behind an `Arc`.
+/// Requirements: PER-0001, SYS-0005
 pub struct Wal {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -195,6 +198,7 @@ impl Wal {
     /// `visit` aborts the open with [`WalError::Corrupt`] naming the file and offset of that
     /// record. A torn tail of the newest segment is cut (one WARN line); damage elsewhere is
     /// an error unless `opts.recovery` is `Truncate`. Then the writer thread starts.
+    /// Requirements: SYS-0010
     pub fn open(
         opts: WalOptions,
         fs: Arc<dyn FileSystem>,
@@ -312,6 +316,7 @@ impl Wal {
     /// Enqueues one record body and returns the ticket that completes once it is durable.
     /// Never blocks on I/O: it copies the body into the pending buffer and wakes the
     /// writer. Records are written in the order of `append` calls.
+    /// Requirements: PER-0005
     pub fn append(&self, body: &[u8]) -> Result<Ticket, WalError> {
         let max = self.shared.max_record_bytes;
         if body.is_empty() {

@@ -57,6 +57,7 @@ struct Scan {
     damage: Option<Damage>,
 }
 
+/// Requirements: PER-0012, PER-0016
 pub fn recover(
     fs: &dyn FileSystem,
     opts: &WalOptions,
@@ -169,6 +170,7 @@ pub fn recover(
 /// obsolete: half-written checkpoints, older checkpoints and the segments it covers (all
 /// left behind by a crash during compaction). Returns its id, the last LSN it reflects and
 /// its size.
+/// Requirements: PER-0024
 fn load_checkpoint(
     fs: &dyn FileSystem,
     opts: &WalOptions,
@@ -217,6 +219,7 @@ fn load_checkpoint(
 }
 
 /// Replays the valid frames of one segment through `visit`, stopping at the first damage.
+/// Requirements: PER-0014, PER-0015
 fn scan_segment(
     bytes: &[u8],
     id: u64,
@@ -304,6 +307,7 @@ fn next_valid_frame(bytes: &[u8], from: u64, id: u64, max_record_bytes: u32) -> 
 
 /// Cuts a segment at `offset`, durably. A segment left without a whole header is removed
 /// instead. Returns whether the file is kept.
+/// Requirements: PER-0014
 fn cut_segment(
     fs: &dyn FileSystem,
     dir: &Path,

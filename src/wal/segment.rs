@@ -16,6 +16,7 @@ pub const TEMP_SUFFIX: &str = ".tmp";
 
 /// A segment's file name: its id in 20 zero-padded decimal digits, so that names sort in
 /// id order too.
+/// Requirements: PER-0001
 pub fn segment_name(id: u64) -> String {
     format!("{id:020}{SEGMENT_EXT}")
 }
@@ -95,6 +96,7 @@ impl ActiveSegment {
     /// Creates segment `id` with its header, durable before it returns: the file content is
     /// synced, then the directory, so that a crash never leaves a newer segment whose entry
     /// exists but whose header does not (that would look like damage, not a torn tail).
+    /// Requirements: PER-0011
     pub fn create(
         fs: &dyn FileSystem,
         dir: &Path,
@@ -136,6 +138,7 @@ impl ActiveSegment {
 mod tests {
     use super::*;
 
+    // Verifies: PER-0001
     #[test]
     fn names_sort_by_id_and_parse_back() {
         assert_eq!(segment_name(1), "00000000000000000001.qlog");

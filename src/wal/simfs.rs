@@ -58,6 +58,7 @@ pub struct SimCounts {
 }
 
 /// The simulated file system. Cloning shares the same state.
+/// Requirements: PER-0018
 #[derive(Clone)]
 pub struct SimFs {
     state: Arc<Mutex<State>>,
@@ -447,6 +448,7 @@ mod tests {
         fs
     }
 
+    // Verifies: PER-0018
     #[test]
     fn a_crash_keeps_synced_bytes_and_synced_entries_only() {
         let fs = setup(1);
@@ -465,6 +467,7 @@ mod tests {
         assert!(a.append(b"more").is_err(), "handles die with the crash");
     }
 
+    // Verifies: PER-0018
     #[test]
     fn renames_and_removals_need_a_directory_sync() {
         let fs = setup(2);
@@ -482,6 +485,7 @@ mod tests {
         assert_eq!(fs.list(Path::new("/d")).unwrap(), ["a"]);
     }
 
+    // Verifies: PER-0018
     #[test]
     fn torn_and_zero_filled_crashes_are_deterministic_per_seed() {
         let run = |seed: u64, mode: CrashMode| {
@@ -505,6 +509,7 @@ mod tests {
         assert_eq!(run(0, CrashMode::ZeroFilled), zeros);
     }
 
+    // Verifies: PER-0018
     #[test]
     fn faults_fire_at_the_nth_call_and_halt_freezes_every_mutation() {
         let fs = setup(3);

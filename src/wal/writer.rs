@@ -155,6 +155,7 @@ impl Shared {
 
     /// Turns the log read-only: the pending records are dropped unacknowledged, and every
     /// waiting and later ticket fails with `reason`.
+    /// Requirements: PER-0009
     pub fn fail(&self, reason: String) {
         {
             let mut queue = self.queue.lock();
@@ -217,6 +218,7 @@ impl Writer {
         Writer { shared, fs, opts, segment, written: last_lsn, last_sync, dirty: false }
     }
 
+    /// Requirements: PER-0007
     pub fn run(mut self) {
         let _guard = PanicGuard(self.shared.clone());
         let mut spare = Vec::new();
@@ -277,6 +279,7 @@ impl Writer {
 
     /// Writes a batch of frames, rolling segments as needed and serving each mark once the
     /// frames before it are written, and acknowledges it as the fsync policy says.
+    /// Requirements: PER-0007
     fn write_batch(&mut self, batch: &mut [u8], marks: Vec<Mark>) -> Result<(), WalError> {
         let mut start = 0;
         for mark in marks {
@@ -356,6 +359,7 @@ impl Writer {
     /// Seals the active segment and starts the next. The old one is synced whatever the
     /// policy: a newer segment must never sit after an older one's lost tail, since
     /// recovery would read that as mid-log damage.
+    /// Requirements: PER-0010
     fn roll(&mut self) -> Result<(), WalError> {
         self.sync()?;
         let (id, first_lsn) = (self.segment.id + 1, self.written + 1);
@@ -390,6 +394,7 @@ impl Writer {
     /// already have dropped the dirty pages, so a retry that succeeds would prove nothing.
     /// The unacknowledged bytes are cut off (best effort) so that a restart without a
     /// crash does not resurrect records whose writers were told they failed.
+    /// Requirements: PER-0009, PER-0028
     fn give_up(&mut self, err: WalError) {
         let reason = err.to_string();
         tracing::error!(

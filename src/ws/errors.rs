@@ -6,6 +6,7 @@
 use crate::engine::EngineError;
 
 /// What an error frame says: a stable `code` and a human-readable `message`.
+/// Requirements: WS-0022
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WsError {
     pub code: &'static str,
@@ -46,6 +47,7 @@ impl From<EngineError> for WsError {
 mod tests {
     use super::*;
 
+    // Verifies: WS-0022
     #[test]
     fn engine_errors_keep_their_http_codes() {
         let cases = [

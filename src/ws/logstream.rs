@@ -33,6 +33,7 @@ impl LogStream {
     }
 }
 
+/// Requirements: WS-0018
 async fn stream_loop(feed: LogSubscription, out: Outbound, mut stop: Stop) {
     let LogSubscription { history, mut live } = feed;
     for entry in history {

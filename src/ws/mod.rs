@@ -31,6 +31,7 @@ use crate::logs::LogHub;
 pub use errors::WsError;
 
 /// Largest message a client may send (0.15.0's limit).
+/// Requirements: WS-0023, SYS-0024
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Largest single frame a client may send (0.15.0's limit).
 const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -51,6 +52,7 @@ impl Default for WsOptions {
 }
 
 /// The `/ws` route.
+/// Requirements: SYS-0004, WS-0001
 pub fn filter(
     engine: Arc<Engine>,
     logs: Arc<LogHub>,

@@ -15,6 +15,7 @@ use crate::engine::{Engine, EngineError, Holder, NewMessage};
 use crate::logs::LogHub;
 
 /// One connection's state: its identity, subscriptions and log stream.
+/// Requirements: WS-0007
 pub struct Connection {
     pub engine: Arc<Engine>,
     pub logs: Arc<LogHub>,
@@ -36,6 +37,7 @@ fn ok_with(fields: impl IntoIterator<Item = (&'static str, Value)>) -> Reply {
 }
 
 impl Connection {
+    /// Requirements: WS-0002, WS-0008, WS-0012, WS-0016, WS-0017
     pub async fn handle(&mut self, request: Request) -> Reply {
         match request {
             Request::Publish { queue, payload, priority, max_retries } => {
@@ -140,6 +142,7 @@ impl Connection {
     /// Stops every background task of the connection, then hands its unacked deliveries
     /// back to their queues. The order matters: a consume still running after the
     /// release would leave its message locked to a connection that is gone.
+    /// Requirements: WS-0021
     pub async fn close(&mut self) {
         for sub in self.subscriptions.values() {
             sub.signal_stop();
@@ -160,6 +163,7 @@ impl Connection {
 
 /// 0.15.0: ack or nack of a message this connection does not hold is a silent success.
 /// A lock token that names another delivery is still an error (`stale_lock`).
+/// Requirements: WS-0015
 fn not_held_is_ok(result: Result<(), EngineError>) -> Reply {
     match result {
         Ok(()) | Err(EngineError::NotLocked) | Err(EngineError::QueueNotFound(_)) => ok(),

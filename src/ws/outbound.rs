@@ -59,6 +59,7 @@ pub struct Outbound {
 }
 
 /// Starts the writer task; returns the frame handles and the control channel.
+/// Requirements: WS-0020
 pub fn spawn_writer(
     sink: SplitSink<WebSocket, Message>,
 ) -> (Outbound, mpsc::Sender<Control>, tokio::task::JoinHandle<()>) {

@@ -15,6 +15,7 @@ use crate::logs::{rfc3339_utc, LogEntry};
 pub const DEFAULT_RENEW_SECS: u64 = 30;
 
 /// The parts of a request frame that every type shares.
+/// Requirements: WS-0005
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Envelope {
     /// Echoed in the reply when the client sent a string.
@@ -45,6 +46,7 @@ pub struct InvalidJson;
 
 /// Parses one text frame. The envelope comes back even when the request is refused, so
 /// the error frame can still echo `req_id` (or be suppressed by `no_reply`).
+/// Requirements: WS-0003
 pub fn parse(text: &str) -> Result<(Envelope, Result<Request, WsError>), InvalidJson> {
     let value: Value = serde_json::from_str(text).map_err(|_| InvalidJson)?;
     let Value::Object(obj) = value else {
@@ -57,6 +59,7 @@ pub fn parse(text: &str) -> Result<(Envelope, Result<Request, WsError>), Invalid
     Ok((envelope, parse_request(&obj)))
 }
 
+/// Requirements: WS-0009
 fn parse_request(obj: &Map<String, Value>) -> Result<Request, WsError> {
     let Some(kind) = obj.get("type").and_then(Value::as_str) else {
         return Err(WsError::invalid_request("missing 'type' field"));
@@ -178,6 +181,7 @@ impl Fields<'_> {
     }
 
     /// 0.15.0 skips array elements that are not strings rather than refusing the batch.
+    /// Requirements: WS-0026
     fn ids(&self) -> Result<Vec<String>, WsError> {
         match self.get("ids") {
             Some(Value::Array(items)) => {
@@ -234,10 +238,12 @@ pub fn ok_frame(fields: Map<String, Value>, req_id: Option<&str>) -> String {
     to_json(&OkFrame { kind: "ok", fields, req_id })
 }
 
+/// Requirements: WS-0022
 pub fn error_frame(err: &WsError, req_id: Option<&str>) -> String {
     to_json(&ErrorFrame { kind: "error", code: err.code, message: &err.message, req_id })
 }
 
+/// Requirements: WS-0013
 pub fn deliver_frame(d: &Delivery) -> String {
     to_json(&DeliverFrame {
         kind: "deliver",
@@ -276,6 +282,7 @@ mod tests {
         request(text).expect_err("refused").code
     }
 
+    // Verifies: WS-0005
     #[test]
     fn envelope_echoes_only_string_req_ids() {
         let (env, _) = parse(r#"{"type":"ack","req_id":"r1","no_reply":true}"#).unwrap();
@@ -284,6 +291,7 @@ mod tests {
         assert_eq!(env, Envelope::default());
     }
 
+    // Verifies: WS-0003, WS-0004
     #[test]
     fn non_json_is_distinguished_from_non_objects() {
         assert_eq!(parse("").unwrap_err(), InvalidJson);
@@ -294,6 +302,7 @@ mod tests {
         assert_eq!(code(r#"{"type":"shout"}"#), "unknown_type");
     }
 
+    // Verifies: WS-0009
     #[test]
     fn publish_defaults_and_checks() {
         assert_eq!(
@@ -321,6 +330,7 @@ mod tests {
         assert_eq!(code(r#"{"type":"publish","payload":"p"}"#), "invalid_request");
     }
 
+    // Verifies: WS-0010
     #[test]
     fn subscribe_credits_follow_the_loose_0_15_rule() {
         let credits = |text: &str| match request(text).unwrap() {
@@ -333,6 +343,7 @@ mod tests {
         assert_eq!(credits(r#"{"type":"subscribe","queue":"q"}"#), None);
     }
 
+    // Verifies: WS-0011
     #[test]
     fn credit_needs_a_positive_integer() {
         for bad in ["0", "-2", "\"5\"", "null"] {
@@ -341,6 +352,7 @@ mod tests {
         }
     }
 
+    // Verifies: WS-0017
     #[test]
     fn renew_timeout_is_optional_and_bounded() {
         let text = r#"{"type":"renew","queue":"q","id":"i"}"#;
@@ -349,6 +361,7 @@ mod tests {
         assert_eq!(code(text), "invalid_timeout");
     }
 
+    // Verifies: WS-0016, WS-0026
     #[test]
     fn batch_ids_skip_non_strings() {
         let text = r#"{"type":"batch-ack","queue":"q","ids":["a",1,null,"b"]}"#;
@@ -359,6 +372,7 @@ mod tests {
         assert_eq!(code(r#"{"type":"batch-nack","queue":"q","ids":"a"}"#), "invalid_request");
     }
 
+    // Verifies: WS-0002
     #[test]
     fn ok_frames_put_fields_and_req_id_together() {
         let mut fields = Map::new();

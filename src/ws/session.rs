@@ -27,6 +27,7 @@ const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 /// Shortest ping interval honoured, so a zero in the config cannot spin the timer.
 const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
 
+/// Requirements: WS-0002, WS-0004, WS-0006, WS-0027
 pub async fn run(socket: WebSocket, engine: Arc<Engine>, logs: Arc<LogHub>, opts: WsOptions) {
     let conn_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
     let (sink, mut incoming) = socket.split();
@@ -97,6 +98,7 @@ async fn queue_close(conn: &Connection, code: u16, reason: &'static str) {
 }
 
 /// Pings every interval; closes with 1001 when no pong came for interval + timeout.
+/// Requirements: WS-0019
 async fn keepalive(
     opts: WsOptions,
     last_pong: Arc<Mutex<Instant>>,

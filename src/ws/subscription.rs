@@ -32,6 +32,7 @@ const WAIT_CAP: Duration = Duration::from_secs(1);
 const MAX_PER_CONSUME: usize = 32;
 
 /// Remaining deliveries of a subscription; `None` is unlimited.
+/// Requirements: WS-0010, WS-0011
 pub struct Credits {
     remaining: Mutex<Option<u64>>,
     added: Notify,
@@ -111,6 +112,7 @@ impl Subscription {
     }
 }
 
+/// Requirements: WS-0010, WS-0014
 async fn deliver_loop(
     engine: Arc<Engine>,
     conn_id: Arc<str>,

@@ -72,6 +72,7 @@ def drain(client, queue):
     ("MinFirst", ["low", "mid-1", "mid-2", "high"]),
     ("Fifo", ["mid-1", "high", "low", "mid-2"]),
 ])
+# Verifies: SYS-0003, SCH-0002, SCH-0003, SCH-0004, SCH-0006
 def test_each_ordering_serves_in_its_order(client, ordering, expected):
     client.create_queue(name=f"q-{ordering}", ordering=ordering)
     for priority, payload in [(5, "mid-1"), (18446744073709551615, "high"), (0, "low"),
@@ -80,6 +81,7 @@ def test_each_ordering_serves_in_its_order(client, ordering, expected):
     assert drain(client, f"q-{ordering}") == expected
 
 
+# Verifies: SYS-0003, SCH-0007
 def test_text_priorities(client):
     client.create_queue(name="words", ordering="MinFirst", priority_kind="Text")
     for word in ["pear", "apple", "fig"]:
@@ -87,6 +89,7 @@ def test_text_priorities(client):
     assert drain(client, "words") == ["apple", "fig", "pear"]
 
 
+# Verifies: SYS-0003, API-0016
 def test_dict_payloads_come_back_as_json_text(client):
     client.publish("orders", priority=1, payload={"order_id": 456})
     msg = client.consume("orders", consumer_id="w")
@@ -94,6 +97,7 @@ def test_dict_payloads_come_back_as_json_text(client):
     assert msg["retry_count"] == 1
 
 
+# Verifies: SYS-0003, DLV-0006, DLV-0009
 def test_ack_and_nack_report_whether_the_caller_held_the_message(client):
     client.create_queue(name="work", ordering="Fifo")
     client.publish("work", priority=1, payload="job", max_retries=2)
@@ -110,6 +114,7 @@ def test_ack_and_nack_report_whether_the_caller_held_the_message(client):
     assert (stats["total"], stats["dead_lettered"]) == (0, 1)
 
 
+# Verifies: SYS-0003, DLV-0023, DLV-0024
 def test_batch_ack_and_nack(client):
     client.create_queue(name="batch", ordering="Fifo")
     ids = [client.publish("batch", priority=1, payload=f"m{i}")["id"] for i in range(4)]
@@ -124,6 +129,7 @@ def test_batch_ack_and_nack(client):
     assert drain(client, "batch") == ["m2", "m3"]
 
 
+# Verifies: SYS-0003, API-0018, API-0019, API-0020
 def test_stats_queue_stats_and_listing(client):
     client.create_queue(name="empty", ordering="MinFirst", allow_duplicates=False)
     client.publish("busy", priority=3, payload="a")
@@ -142,6 +148,7 @@ def test_stats_queue_stats_and_listing(client):
     assert client.queue_metrics("busy")["resolution_seconds"] == 1
 
 
+# Verifies: SYS-0003, DLV-0019
 def test_duplicates_are_refused_on_a_no_duplicates_queue(client):
     client.create_queue(name="unique", ordering="Fifo", allow_duplicates=False)
     client.publish("unique", priority=1, payload="same")
@@ -151,6 +158,7 @@ def test_duplicates_are_refused_on_a_no_duplicates_queue(client):
     assert err.value.response.json()["code"] == "duplicate_payload"
 
 
+# Verifies: SYS-0003, API-0009, API-0011, API-0012
 def test_update_purge_and_delete(client):
     client.create_queue(name="old", ordering="Fifo")
     client.publish("old", priority=1, payload="x")
@@ -166,6 +174,7 @@ def test_update_purge_and_delete(client):
     assert client.list_queues() == []
 
 
+# Verifies: SYS-0003, API-0013
 def test_purge_all_and_delete_all(client):
     for q in ["a", "b"]:
         client.publish(q, priority=1, payload=q)
@@ -174,6 +183,7 @@ def test_purge_all_and_delete_all(client):
     assert client.stats()["queues"] == []
 
 
+# Verifies: SYS-0003, API-0008
 def test_creating_an_existing_queue_fails(client):
     client.create_queue(name="once", ordering="Fifo")
     with pytest.raises(requests.HTTPError) as err:

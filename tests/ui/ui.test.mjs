@@ -143,6 +143,7 @@ after(async () => {
   }
 });
 
+// Verifies: SYS-0023
 test('the overview of an empty server says there are no queues', async () => {
   const response = await page.goto(base + '/ui');
 
@@ -151,6 +152,7 @@ test('the overview of an empty server says there are no queues', async () => {
   await waitText(page.locator('.tile', { hasText: 'Queues' }).locator('dd'), '0', 'queue tile');
 });
 
+// Verifies: SYS-0023
 test('a queue created through the form exists with the chosen config', async () => {
   await page.getByRole('link', { name: 'Administration', exact: true }).click();
   await page.locator('#new-name').fill(QUEUE);
@@ -167,6 +169,7 @@ test('a queue created through the form exists with the chosen config', async () 
   await page.locator(`details.edit[data-queue="${QUEUE}"]`).waitFor();
 });
 
+// Verifies: SYS-0023
 test('creating it again shows the server error with its code', async () => {
   await page.locator('#new-name').fill(QUEUE);
   await page.getByRole('button', { name: 'Create queue' }).click();
@@ -177,6 +180,7 @@ test('creating it again shows the server error with its code', async () => {
   await shot('admin.png');
 });
 
+// Verifies: SYS-0023
 test('the overview lists the queue and follows its counts live', async () => {
   await page.getByRole('link', { name: 'Overview', exact: true }).click();
   const row = page.locator(`tr[data-queue="${QUEUE}"]`);
@@ -198,6 +202,7 @@ test('the overview lists the queue and follows its counts live', async () => {
   await shot('overview.png');
 });
 
+// Verifies: SYS-0023
 test('the queue page draws its charts with distinguishable traces', async () => {
   await page.locator(`tr[data-queue="${QUEUE}"]`).getByRole('link', { name: QUEUE }).click();
 
@@ -222,6 +227,7 @@ test('the queue page draws its charts with distinguishable traces', async () => 
   await waitText(page.locator('#chart-depth .legend li').first(), 'Total: 5', 'legend');
 });
 
+// Verifies: SYS-0023
 test('a dead letter is listed and redriven from the queue page', async () => {
   const poison = await api('POST', '/publish',
     { queue: QUEUE, priority: 0, payload: 'poison', max_retries: 0 });
@@ -248,6 +254,7 @@ test('a dead letter is listed and redriven from the queue page', async () => {
   await waitText(page.locator('[data-tile="dead_lettered"] dd'), '0', 'dead-lettered tile');
 });
 
+// Verifies: SYS-0023
 test('allow_duplicates is edited on the queue page', async () => {
   const form = page.locator(`form.settings[data-queue="${QUEUE}"]`);
   await waitText(form.locator('[data-field="ordering"]'), 'MinFirst', 'ordering shown');
@@ -260,6 +267,7 @@ test('allow_duplicates is edited on the queue page', async () => {
   assert.equal(stats.config.ordering, 'MinFirst');
 });
 
+// Verifies: SYS-0023
 test('purge asks first, and cancelling keeps the messages', async () => {
   await page.getByRole('button', { name: 'Purge messages…' }).click();
   await page.locator('dialog#confirm').getByRole('button', { name: 'Cancel' }).click();
@@ -272,6 +280,7 @@ test('purge asks first, and cancelling keeps the messages', async () => {
   await waitText(page.locator('[data-tile="total"] dd'), '0', 'total after purge');
 });
 
+// Verifies: SYS-0023, WS-0018
 test('the log pane streams the server log over the WebSocket', async () => {
   await page.getByRole('button', { name: 'Logs' }).click();
 
@@ -280,6 +289,7 @@ test('the log pane streams the server log over the WebSocket', async () => {
   await shot('logs.png', false);
 });
 
+// Verifies: SYS-0023, API-0027
 test('pages are usable at phone width, deep links included', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   const response = await page.goto(`${base}/ui/queues/${QUEUE}`);
@@ -295,6 +305,7 @@ test('pages are usable at phone width, deep links included', async () => {
   await page.setViewportSize({ width: 1280, height: 800 });
 });
 
+// Verifies: SYS-0023
 test('the keyboard reaches the navigation and the create form', async () => {
   await page.goto(base + '/ui/admin');
   await page.locator('#new-name').waitFor();
