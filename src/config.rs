@@ -58,7 +58,7 @@ pub struct Config {
     #[arg(long, env = "STORAGE_MODE", default_value = "wal", value_parser = parse_storage_mode)]
     pub storage_mode: StorageMode,
 
-    /// When a write counts as durable: always | interval:<ms> | never.
+    /// When a write counts as durable: always | `interval:<ms>` | never.
     #[arg(long = "fsync", env = "QRUSTY_FSYNC", default_value = "always", value_parser = parse_fsync)]
     pub fsync: FsyncPolicy,
 
