@@ -165,8 +165,9 @@ async fn an_idle_subscriber_is_pushed_new_messages_without_polling_delay() {
 
     latencies.sort();
     let median = latencies[latencies.len() / 2];
-    // A 100 ms poll would put the median near 50 ms.
-    assert!(median < Duration::from_millis(10), "median {median:?} of {latencies:?}");
+    // A 100 ms poll would put the median near 50 ms. The bound tells a push from a poll,
+    // with room for a loaded CI machine; the figure itself is measured by the benches.
+    assert!(median < Duration::from_millis(25), "median {median:?} of {latencies:?}");
 }
 
 // Verifies: WS-0014, WS-0007
