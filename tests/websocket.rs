@@ -489,3 +489,64 @@ async fn a_frame_above_16_mib_ends_the_connection() {
     let mut other = server.connect().await;
     ok_fields(&other.call(json!({"type":"publish","queue":"small","payload":"p"})).await);
 }
+
+/// A `/ws` server whose log sits on a simulated disk where every fsync takes `sync`.
+async fn server_with_slow_fsync(sync: Duration) -> (Server, qrusty::wal::SimFs) {
+    use qrusty::engine::{Engine, EngineOptions, StorageConfig};
+    use qrusty::wal::{SimFs, WalOptions};
+
+    let fs = SimFs::new(7);
+    fs.set_sync_delay(sync);
+    let mut opts = EngineOptions::new(StorageConfig::Wal(WalOptions::new("/sim")));
+    opts.fs = Some(std::sync::Arc::new(fs.clone()));
+    let engine = Engine::open(opts).unwrap();
+    (server_on(engine, WsOptions::default(), LogHub::detached()).await, fs)
+}
+
+// Verifies: WS-0029, WS-0006
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_sent_without_waiting_share_fsyncs_and_reply_in_order() {
+    let (server, fs) = server_with_slow_fsync(Duration::from_millis(20)).await;
+    let mut c = server.connect().await;
+    let syncs_before = fs.counts().syncs;
+
+    for n in 0..100 {
+        let frame =
+            json!({"type":"publish","queue":"q","payload":format!("m{n}"),"req_id":n.to_string()});
+        c.send(frame).await;
+    }
+    for n in 0..100 {
+        let reply = c.reply().await;
+        assert_eq!(ok_fields(&reply)["req_id"], n.to_string(), "{reply}");
+    }
+
+    // One request at a time would take one fsync per publish; sharing them takes a few.
+    let syncs = fs.counts().syncs - syncs_before;
+    assert!(syncs < 50, "100 pipelined publishes took {syncs} fsyncs");
+    assert_eq!(server.counts("q"), (100, 0));
+    let first = server.engine.consume("q", "w", 30, 100, Duration::ZERO).await.unwrap();
+    let payloads: Vec<&str> = first.iter().map(|d| d.payload.as_str()).collect();
+    let expected: Vec<String> = (0..100).map(|n| format!("m{n}")).collect();
+    assert_eq!(payloads, expected, "equal priorities come out in the order they were sent");
+}
+
+// Verifies: WS-0029
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_writes_take_effect_in_the_order_they_were_sent() {
+    let (server, _fs) = server_with_slow_fsync(Duration::from_millis(20)).await;
+    let mut c = server.connect().await;
+    c.call(json!({"type":"publish","queue":"q","payload":"only"})).await;
+    c.call(json!({"type":"subscribe","queue":"q","credits":1})).await;
+    let d = c.pushed().await;
+
+    // The ack is still waiting for its fsync when the nack arrives: the nack must see the
+    // message acked (a silent success), not put it back in the queue.
+    let id = d["id"].clone();
+    c.send(json!({"type":"ack","queue":"q","id":id,"req_id":"ack"})).await;
+    c.send(json!({"type":"nack","queue":"q","id":id,"req_id":"nack"})).await;
+
+    assert_eq!(ok_fields(&c.reply().await)["req_id"], "ack");
+    assert_eq!(ok_fields(&c.reply().await)["req_id"], "nack");
+    assert_eq!(server.counts("q"), (0, 0));
+    assert_eq!(server.engine.queue_stats("q").unwrap().total(), 0);
+}

@@ -1,9 +1,10 @@
-//! What each request type does. Requests of one connection run one at a time, in
-//! arrival order, so these handlers may freely change the connection's state.
+//! What each request type does. Requests of one connection take effect one at a time, in
+//! arrival order; writes then wait for their fsync side by side (see `start_write`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use super::errors::WsError;
@@ -36,55 +37,88 @@ fn ok_with(fields: impl IntoIterator<Item = (&'static str, Value)>) -> Reply {
     Ok(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
+/// A request whose reply waits only for the durability of what it already did.
+pub type Write = BoxFuture<'static, Reply>;
+
 impl Connection {
+    /// Starts a request that changes queue state and touches nothing of the connection
+    /// (publish, ack, nack, their batches, renew); any other request comes back as `Err`.
+    ///
+    /// Every engine call made here applies its change before its first wait, so the
+    /// first poll of the returned future is when the request takes effect: the session
+    /// polls it once at once, in arrival order, and only the wait for the fsync overlaps
+    /// with later requests.
     /// Requirements: WS-0002, WS-0008, WS-0012, WS-0016, WS-0017
-    pub async fn handle(&mut self, request: Request) -> Reply {
-        match request {
-            Request::Publish { queue, payload, priority, max_retries } => {
+    pub fn start_write(&self, request: Request) -> Result<Write, Request> {
+        let engine = Arc::clone(&self.engine);
+        let holder = |lock_token| self.holder(lock_token);
+        let conn_id = Arc::clone(&self.conn_id);
+        Ok(match request {
+            Request::Publish { queue, payload, priority, max_retries } => Box::pin(async move {
                 let msg = NewMessage { priority, payload, max_retries };
-                let id = self.engine.publish(&queue, msg).await?;
+                let id = engine.publish(&queue, msg).await?;
                 ok_with([("id", Value::String(id))])
+            }),
+            Request::Ack { queue, id, lock_token } => {
+                let holder = holder(lock_token);
+                Box::pin(
+                    async move { not_held_is_ok(engine.ack(&queue, &id, &holder).await.map(drop)) },
+                )
             }
+            Request::Nack { queue, id, lock_token } => {
+                let holder = holder(lock_token);
+                Box::pin(async move {
+                    not_held_is_ok(engine.nack(&queue, &id, &holder).await.map(drop))
+                })
+            }
+            Request::BatchAck { queue, ids } => Box::pin(async move {
+                let acked = match engine.ack_batch(&queue, &conn_id, &ids).await {
+                    Ok(outcome) => outcome.acked.len(),
+                    Err(EngineError::QueueNotFound(_)) => 0,
+                    Err(err) => return Err(err.into()),
+                };
+                ok_with([("acked", Value::from(acked))])
+            }),
+            Request::BatchNack { queue, ids } => Box::pin(async move {
+                let (unlocked, dropped) = match engine.nack_batch(&queue, &conn_id, &ids).await {
+                    Ok(outcome) => (outcome.unlocked.len(), outcome.dead_lettered.len()),
+                    Err(EngineError::QueueNotFound(_)) => (0, 0),
+                    Err(err) => return Err(err.into()),
+                };
+                ok_with([("unlocked", Value::from(unlocked)), ("dropped", Value::from(dropped))])
+            }),
+            Request::Renew { queue, id, lock_token, timeout_secs } => {
+                let holder = holder(lock_token);
+                Box::pin(async move {
+                    match engine.renew(&queue, &id, &holder, timeout_secs).await {
+                        Ok(until_ms) => ok_with([("locked_until_ms", Value::from(until_ms))]),
+                        // A queue this connection holds nothing in: the message is not ours.
+                        Err(EngineError::QueueNotFound(_)) => Err(EngineError::NotLocked.into()),
+                        Err(err) => Err(err.into()),
+                    }
+                })
+            }
+            other => return Err(other),
+        })
+    }
+
+    /// Runs any request to its reply.
+    pub async fn handle(&mut self, request: Request) -> Reply {
+        match self.start_write(request) {
+            Ok(write) => write.await,
+            Err(request) => self.handle_local(request).await,
+        }
+    }
+
+    /// The requests that change the connection itself: subscriptions and log streams.
+    async fn handle_local(&mut self, request: Request) -> Reply {
+        match request {
             Request::Subscribe { queue, credits } => self.subscribe(queue, credits),
             Request::Unsubscribe { queue } => {
                 if let Some(sub) = self.subscriptions.remove(&queue) {
                     sub.stop().await;
                 }
                 ok()
-            }
-            Request::Ack { queue, id, lock_token } => {
-                let result = self.engine.ack(&queue, &id, &self.holder(lock_token)).await;
-                not_held_is_ok(result.map(drop))
-            }
-            Request::Nack { queue, id, lock_token } => {
-                let result = self.engine.nack(&queue, &id, &self.holder(lock_token)).await;
-                not_held_is_ok(result.map(drop))
-            }
-            Request::BatchAck { queue, ids } => {
-                let acked = match self.engine.ack_batch(&queue, &self.conn_id, &ids).await {
-                    Ok(outcome) => outcome.acked.len(),
-                    Err(EngineError::QueueNotFound(_)) => 0,
-                    Err(err) => return Err(err.into()),
-                };
-                ok_with([("acked", Value::from(acked))])
-            }
-            Request::BatchNack { queue, ids } => {
-                let (unlocked, dropped) =
-                    match self.engine.nack_batch(&queue, &self.conn_id, &ids).await {
-                        Ok(outcome) => (outcome.unlocked.len(), outcome.dead_lettered.len()),
-                        Err(EngineError::QueueNotFound(_)) => (0, 0),
-                        Err(err) => return Err(err.into()),
-                    };
-                ok_with([("unlocked", Value::from(unlocked)), ("dropped", Value::from(dropped))])
-            }
-            Request::Renew { queue, id, lock_token, timeout_secs } => {
-                let holder = self.holder(lock_token);
-                match self.engine.renew(&queue, &id, &holder, timeout_secs).await {
-                    Ok(until_ms) => ok_with([("locked_until_ms", Value::from(until_ms))]),
-                    // A queue this connection holds nothing in: the message is not ours.
-                    Err(EngineError::QueueNotFound(_)) => Err(EngineError::NotLocked.into()),
-                    Err(err) => Err(err.into()),
-                }
             }
             Request::Credit { queue, credits } => match self.subscriptions.get(&queue) {
                 Some(sub) => {
@@ -113,6 +147,8 @@ impl Connection {
                 }
                 ok()
             }
+            // `handle` sends these to `start_write`, which takes every one of them.
+            _ => unreachable!("a write request reached handle_local"),
         }
     }
 

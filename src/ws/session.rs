@@ -5,16 +5,24 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use warp::ws::WebSocket;
 
+use super::errors::WsError;
 use super::ops::Connection;
 use super::outbound::{spawn_writer, Control, Frame, FLUSH_GRACE};
-use super::protocol::{error_frame, ok_frame, parse, InvalidJson};
-use super::stop::{stop_pair, StopHandle};
+use super::protocol::{error_frame, ok_frame, parse, Envelope, InvalidJson, Request};
+use super::stop::{stop_pair, Stop, StopHandle};
 use super::WsOptions;
 use crate::engine::Engine;
 use crate::logs::LogHub;
@@ -40,44 +48,46 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>, logs: Arc<LogHub>, opts
         Connection { engine, logs, conn_id, out, subscriptions: HashMap::new(), log_stream: None };
     tracing::debug!(conn = %conn.conn_id, "websocket connected");
 
-    // Requests run one at a time, so replies leave in request order.
-    while let Some(Some(Ok(message))) = closing.until(incoming.next()).await {
-        let reply = if message.is_text() {
+    // Requests take effect one at a time, in arrival order; the replies of writes wait
+    // for their fsync side by side, so one fsync covers every write the client has sent
+    // so far, and still leave in request order.
+    let mut in_flight: InFlight = FuturesOrdered::new();
+    loop {
+        let message = tokio::select! {
+            biased;
+            Some(reply) = in_flight.next() => {
+                if !send_reply(&conn, &mut closing, reply).await {
+                    break;
+                }
+                continue;
+            }
+            message = closing.until(incoming.next()), if in_flight.len() < MAX_IN_FLIGHT => {
+                match message {
+                    Some(Some(Ok(message))) => message,
+                    _ => break,
+                }
+            }
+        };
+
+        if message.is_text() {
             let text = message.to_str().unwrap_or_default();
             let Ok((envelope, request)) = parse(text).map_err(|InvalidJson| ()) else {
+                flush(&conn, &mut closing, &mut in_flight).await;
                 queue_close(&conn, CLOSE_INVALID_PAYLOAD, "invalid JSON").await;
                 break;
             };
-            let result = match request {
-                Ok(request) => conn.handle(request).await,
-                Err(err) => Err(err),
-            };
-            if envelope.no_reply {
-                continue;
-            }
-            match result {
-                Ok(fields) => ok_frame(fields, envelope.req_id.as_deref()),
-                Err(err) => error_frame(&err, envelope.req_id.as_deref()),
-            }
+            let reply = start(&mut conn, request, envelope).await;
+            in_flight.push_back(reply);
         } else if message.is_binary() {
+            flush(&conn, &mut closing, &mut in_flight).await;
             queue_close(&conn, CLOSE_UNSUPPORTED_DATA, "binary frames not supported").await;
             break;
         } else if message.is_pong() {
             *last_pong.lock() = Instant::now();
-            continue;
         } else if message.is_close() {
             break;
-        } else {
-            // Pings: the protocol layer answers them with a pong by itself.
-            continue;
-        };
-
-        // Waits for room rather than dropping the reply; a client that never reads
-        // stops being read from, and the ping timeout ends it.
-        let sent = closing.until(conn.out.frames.send(Frame::text(reply, None))).await;
-        if !matches!(sent, Some(Ok(()))) {
-            break;
         }
+        // Pings: the protocol layer answers them with a pong by itself.
     }
 
     keepalive.abort();
@@ -87,6 +97,67 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>, logs: Arc<LogHub>, opts
     drop(control);
     if tokio::time::timeout(FLUSH_GRACE, &mut writer).await.is_err() {
         writer.abort();
+    }
+}
+
+/// Replies not sent yet, in request order; `None` for a `no_reply` request.
+type InFlight = FuturesOrdered<BoxFuture<'static, Option<String>>>;
+
+/// Requests of one connection whose replies may wait at once; past this the session stops
+/// reading until the oldest is answered.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Makes the request take effect now and returns its reply, ready or still waiting for
+/// the fsync. A write's future is polled once here, which is when the engine applies it
+/// (see `Connection::start_write`); everything else runs to its end before the next
+/// request is read.
+async fn start(
+    conn: &mut Connection,
+    request: Result<Request, WsError>,
+    envelope: Envelope,
+) -> BoxFuture<'static, Option<String>> {
+    let result = match request.map(|r| conn.start_write(r)) {
+        Ok(Ok(mut write)) => match poll_once(&mut write).await {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                return Box::pin(async move { render(write.await, envelope) });
+            }
+        },
+        Ok(Err(local)) => conn.handle(local).await,
+        Err(err) => Err(err),
+    };
+    Box::pin(std::future::ready(render(result, envelope)))
+}
+
+/// Polls a future exactly once with the task's own waker.
+async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
+}
+
+fn render(result: Result<Map<String, Value>, WsError>, envelope: Envelope) -> Option<String> {
+    if envelope.no_reply {
+        return None;
+    }
+    Some(match result {
+        Ok(fields) => ok_frame(fields, envelope.req_id.as_deref()),
+        Err(err) => error_frame(&err, envelope.req_id.as_deref()),
+    })
+}
+
+/// Sends a reply, waiting for room rather than dropping it: a client that never reads
+/// stops being read from, and the ping timeout ends it. False once the connection is done.
+async fn send_reply(conn: &Connection, closing: &mut Stop, reply: Option<String>) -> bool {
+    let Some(text) = reply else { return true };
+    let sent = closing.until(conn.out.frames.send(Frame::text(text, None))).await;
+    matches!(sent, Some(Ok(())))
+}
+
+/// Sends every reply still waiting, so that a close follows them.
+async fn flush(conn: &Connection, closing: &mut Stop, in_flight: &mut InFlight) {
+    while let Some(reply) = in_flight.next().await {
+        if !send_reply(conn, closing, reply).await {
+            return;
+        }
     }
 }
 

@@ -32,6 +32,11 @@ pub async fn server() -> Server {
 
 pub async fn server_with(opts: WsOptions, logs: Arc<LogHub>) -> Server {
     let engine = Engine::open(EngineOptions::new(StorageConfig::Memory)).unwrap();
+    server_on(engine, opts, logs).await
+}
+
+/// A `/ws` server in front of an engine the test opened itself (a log on `SimFs`, say).
+pub async fn server_on(engine: Arc<Engine>, opts: WsOptions, logs: Arc<LogHub>) -> Server {
     let route = qrusty::ws::filter(Arc::clone(&engine), logs, opts);
     let (addr, serving) = warp::serve(route).bind_ephemeral(([127, 0, 0, 1], 0));
     tokio::spawn(serving);
