@@ -96,6 +96,36 @@ pub struct Config {
     #[arg(long, env = "QRUSTY_MAX_MESSAGES_PER_QUEUE", default_value_t = 0)]
     pub max_messages_per_queue: usize,
 
+    /// Largest payload of one message, in bytes; 0 means no limit. Larger gets 413
+    /// `message_too_large`.
+    #[arg(long, env = "QRUSTY_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
+    pub max_payload_bytes: usize,
+
+    /// Most bytes queued messages may hold in RAM (payload plus 256 bytes each), dead
+    /// letters included; 0 means no limit. Publishing beyond it gets 503 `memory_limit`.
+    #[arg(long, env = "QRUSTY_MAX_MEMORY_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub max_memory_bytes: u64,
+
+    /// Most `/consume` long polls waiting at once; 0 means no limit. Beyond it a long poll
+    /// that would wait gets 429 `too_many_waiters` at once.
+    #[arg(long, env = "QRUSTY_MAX_WAITING_CONSUMERS", default_value_t = 1024)]
+    pub max_waiting_consumers: usize,
+
+    /// Most open TCP connections; 0 means no limit. Beyond it a new connection gets 503
+    /// `too_many_connections` and is closed.
+    #[arg(long, env = "QRUSTY_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Most WebSocket sessions at once; 0 means no limit. Beyond it an upgrade gets 503
+    /// `too_many_sessions`.
+    #[arg(long, env = "QRUSTY_MAX_WS_SESSIONS", default_value_t = 1024)]
+    pub max_ws_sessions: usize,
+
+    /// Comma-separated origins CORS lets in (`*`: any). Unset: any origin when no token is
+    /// set, none when one is.
+    #[arg(long, env = "QRUSTY_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
+
     /// Log filter in tracing's syntax, e.g. `info` or `qrusty=debug,warp=info`.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub rust_log: String,
@@ -192,6 +222,19 @@ mod tests {
             assert!(parse_fsync(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_fsync("never"), Ok(FsyncPolicy::Never));
+    }
+
+    // Verifies: SYS-0024, API-0032
+    #[test]
+    fn limits_have_defaults_and_cors_origins_are_a_list() {
+        let cfg = parse(&[]).unwrap();
+        assert_eq!(cfg.max_payload_bytes, 1 << 20);
+        assert_eq!(cfg.max_memory_bytes, 1 << 30);
+        assert_eq!((cfg.max_waiting_consumers, cfg.max_ws_sessions), (1024, 1024));
+        assert_eq!(cfg.max_connections, 4096);
+        assert_eq!(cfg.cors_origins, None);
+        let cfg = parse(&["--cors-origins", "https://a.example,https://b.example"]).unwrap();
+        assert_eq!(cfg.cors_origins.unwrap(), ["https://a.example", "https://b.example"]);
     }
 
     #[test]

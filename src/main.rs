@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use qrusty::config::{Config, LogFormat, StorageMode};
 use qrusty::engine::{Engine, EngineOptions, StorageConfig};
-use qrusty::server::{self, ServerConfig};
+use qrusty::server::{self, ServerConfig, ServerLimits};
 use qrusty::wal::WalOptions;
 use qrusty::ws::WsOptions;
 
@@ -51,6 +51,12 @@ async fn run(cfg: Config, logs: Arc<qrusty::logs::LogHub>) -> Result<(), String>
         ws: WsOptions {
             ping_interval: cfg.ws_ping_interval(),
             ping_timeout: cfg.ws_ping_timeout(),
+        },
+        cors_origins: cfg.cors_origins.clone(),
+        limits: ServerLimits {
+            max_connections: cfg.max_connections,
+            max_ws_sessions: cfg.max_ws_sessions,
+            max_waiting_consumers: cfg.max_waiting_consumers,
         },
     };
     let server = match server::start(server_cfg, engine.clone(), logs).await {
@@ -96,6 +102,8 @@ fn engine_options(cfg: &Config) -> EngineOptions {
     let mut opts = EngineOptions::new(storage);
     opts.max_queues = cfg.max_queues;
     opts.max_messages_per_queue = cfg.max_messages_per_queue;
+    opts.max_payload_bytes = cfg.max_payload_bytes;
+    opts.max_memory_bytes = cfg.max_memory_bytes;
     opts
 }
 

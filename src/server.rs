@@ -1,10 +1,10 @@
 //! Wires the engine, HTTP, WebSocket and UI routes into one listener, and runs the 1 s
 //! metrics sampler beside it.
 //!
-//! Filter order: the token check first (it answers 401 or passes the request on), then
-//! CORS preflights, the WebSocket and UI routes, and last the API router, which answers
-//! everything that is left, unknown paths included. CORS headers are added on the way
-//! out when no token is set.
+//! Filter order: CORS preflights first (browsers send them without credentials), then
+//! the token check (it answers 401 or passes the request on), the WebSocket and UI
+//! routes, and last the API router, which answers everything that is left, unknown paths
+//! included. CORS headers are added on the way out as the CORS policy says.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +17,8 @@ use warp::reply::{Reply, Response};
 use warp::Filter;
 
 use crate::engine::Engine;
-use crate::http::{self, guard, ApiState};
+use crate::http::guard::{self, CorsPolicy};
+use crate::http::{self, ApiState};
 use crate::logs::LogHub;
 use crate::ws::WsOptions;
 
@@ -33,6 +34,20 @@ pub struct ServerConfig {
     /// Serve the web UI from this directory instead of the embedded files.
     pub webui_dir: Option<PathBuf>,
     pub ws: WsOptions,
+    /// Origins allowed by CORS; `None`: any without a token, none with one.
+    pub cors_origins: Option<Vec<String>>,
+    pub limits: ServerLimits,
+}
+
+/// Caps on what clients may hold open at once; 0 means no cap.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServerLimits {
+    /// Open TCP connections (HTTP and WebSocket alike).
+    pub max_connections: usize,
+    /// WebSocket sessions.
+    pub max_ws_sessions: usize,
+    /// `/consume` requests waiting in a long poll.
+    pub max_waiting_consumers: usize,
 }
 
 /// A server that is accepting connections.
@@ -66,22 +81,28 @@ pub async fn start(
     engine: Arc<Engine>,
     logs: Arc<LogHub>,
 ) -> std::io::Result<RunningServer> {
-    let cors = cfg.api_token.is_none();
+    let cors = CorsPolicy::new(cfg.cors_origins.as_deref(), cfg.api_token.is_some());
     let token: Option<Arc<str>> = cfg.api_token.as_deref().map(Arc::from);
-    let state = Arc::new(ApiState { engine: engine.clone(), max_body_bytes: cfg.max_body_bytes });
+    let limits = cfg.limits;
+    let state = Arc::new(ApiState::new(engine.clone(), cfg.max_body_bytes, limits));
 
-    let ws = crate::ws::filter(engine.clone(), logs, cfg.ws).map(into_response);
+    let ws =
+        crate::ws::filter(engine.clone(), logs, cfg.ws, limits.max_ws_sessions).map(into_response);
     let ui = crate::ui::filter(cfg.webui_dir.clone()).map(into_response);
-    let routes = guard::auth(token)
-        .or(guard::preflight(cors))
+    let routes = guard::preflight(cors.clone())
+        .or(guard::auth(token))
         .unify()
         .or(ws)
         .unify()
         .or(ui)
         .unify()
         .or(http::filter(state))
-        .unify()
-        .map(move |resp: Response| if cors { guard::add_cors(resp) } else { resp })
+        .unify();
+    let routes = warp::header::optional::<String>("origin")
+        .and(routes)
+        .map(move |origin: Option<String>, resp: Response| {
+            guard::add_cors(&cors, origin.as_deref(), resp)
+        })
         .with(warp::log::custom(|info| {
             tracing::debug!(
                 method = %info.method(),
@@ -92,12 +113,13 @@ pub async fn start(
             );
         }));
 
+    let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
+    let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let (addr, serve) = warp::serve(routes)
-        .try_bind_with_graceful_shutdown(cfg.bind, async {
-            let _ = stopped.await;
-        })
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, e))?;
+    let incoming = crate::listener::incoming(listener, limits.max_connections);
+    let serve = warp::serve(routes).serve_incoming_with_graceful_shutdown(incoming, async {
+        let _ = stopped.await;
+    });
     let serving = tokio::spawn(serve);
     let sampler = tokio::spawn(sample_every_second(engine));
     tracing::info!(%addr, "server listening");

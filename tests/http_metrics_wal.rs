@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use qrusty::engine::{Engine, EngineOptions, StorageConfig};
 use qrusty::logs::LogHub;
-use qrusty::server::{self, ServerConfig};
+use qrusty::server::{self, ServerConfig, ServerLimits};
 use qrusty::wal::WalOptions;
 use qrusty::ws::WsOptions;
 use serde_json::{json, Value};
@@ -33,6 +33,8 @@ async fn metrics_report_log_size_fsyncs_and_compactions() {
         api_token: None,
         webui_dir: None,
         ws: WsOptions::default(),
+        cors_origins: None,
+        limits: ServerLimits::default(),
     };
     let srv = server::start(cfg, engine.clone(), LogHub::detached()).await.unwrap();
     let base = format!("http://{}", srv.addr);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::limits::MemoryGauge;
 use super::queue::{Effect, QueueState};
 use super::rates::Counters;
 use super::record::Record;
@@ -29,6 +30,8 @@ pub struct Catalog {
     /// Highest queue id and message/token sequence seen; new ones are allocated above.
     pub max_qid: u64,
     pub max_seq: u64,
+    /// Shared with every queue's state, which keeps it current.
+    pub gauge: Arc<MemoryGauge>,
 }
 
 impl Catalog {
@@ -44,7 +47,12 @@ impl Catalog {
             | Record::QueueSnapshot { qid, name, config, .. } => {
                 self.max_qid = self.max_qid.max(*qid);
                 let q = Queue {
-                    state: Mutex::new(QueueState::new(*qid, name.clone(), config.clone())),
+                    state: Mutex::new(QueueState::new(
+                        *qid,
+                        name.clone(),
+                        config.clone(),
+                        self.gauge.clone(),
+                    )),
                     notify: Notify::new(),
                     counters: Mutex::new(counters(name)),
                 };
@@ -66,8 +74,10 @@ impl Catalog {
             }
             Record::QueueDeleted { qid } => match self.queues.remove(qid) {
                 Some(q) => {
-                    let st = q.state.lock();
+                    let mut st = q.state.lock();
                     self.by_name.remove(&st.name);
+                    // Freed now, not when the last waiter lets go of the queue.
+                    st.release_memory();
                     // Wake waiters so they notice the queue is gone.
                     q.notify.notify_waiters();
                     Effect { became_ready: 0, removed: st.len() }

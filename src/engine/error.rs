@@ -26,6 +26,10 @@ pub enum EngineError {
     StaleLock,
     #[error("queue '{0}' is full")]
     QueueFull(String),
+    #[error("payload too large: {0}")]
+    PayloadTooLarge(String),
+    #[error("memory limit reached: {0}")]
+    MemoryLimit(String),
     #[error("storage unavailable: {0}")]
     StorageUnavailable(String),
 }

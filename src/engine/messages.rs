@@ -126,13 +126,7 @@ impl Engine {
                     }
                 }
             }
-            let limit = self.max_messages_per_queue as u64;
-            if limit > 0 && txn.state.len() + msgs.len() as u64 > limit {
-                return Err(EngineError::QueueFull(format!(
-                    "queue '{queue}' holds {} messages; its limit is {limit}",
-                    txn.state.len()
-                )));
-            }
+            self.limits.check_publish(&txn.state, &msgs, &self.memory)?;
             let now_ns = self.clock.now_ns();
             let n = msgs.len() as u64;
             let mut ids = Vec::with_capacity(msgs.len());

@@ -7,6 +7,7 @@ mod compaction;
 mod dlq;
 pub mod error;
 mod index;
+pub mod limits;
 mod messages;
 mod names;
 mod queue;
@@ -27,6 +28,7 @@ use parking_lot::RwLock;
 
 use self::catalog::{Catalog, Queue};
 use self::compaction::{Compactor, ReplayFilter};
+use self::limits::{Limits, MemoryGauge};
 use self::queue::QueueState;
 use self::rates::Rates;
 use self::record::Record;
@@ -53,6 +55,10 @@ pub struct EngineOptions {
     pub clock: Arc<dyn Clock>,
     pub max_queues: usize,
     pub max_messages_per_queue: usize,
+    /// Largest payload of one message, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most bytes queued messages may hold (payload plus an overhead estimate each).
+    pub max_memory_bytes: u64,
     /// The file layer under the log; `None` means the real file system.
     pub fs: Option<Arc<dyn FileSystem>>,
     /// Compaction runs (from `sample_metrics`) once more than this share of the log's bytes
@@ -68,6 +74,8 @@ impl EngineOptions {
             clock: Arc::new(crate::clock::SystemClock),
             max_queues: 0,
             max_messages_per_queue: 0,
+            max_payload_bytes: 0,
+            max_memory_bytes: 0,
             fs: None,
             compaction_ratio: DEFAULT_COMPACTION_RATIO,
         }
@@ -109,8 +117,9 @@ pub struct Engine {
     seq: AtomicU64,
     rates: Rates,
     totals: GlobalCounters,
-    max_queues: usize,
-    max_messages_per_queue: usize,
+    limits: Limits,
+    /// The catalog's memory gauge, read without the catalog lock.
+    memory: Arc<MemoryGauge>,
     compactor: Compactor,
 }
 
@@ -121,15 +130,22 @@ fn storage_err(e: wal::WalError) -> EngineError {
 impl Engine {
     /// Opens the engine: with a log, replays it first.
     pub fn open(opts: EngineOptions) -> std::result::Result<Arc<Engine>, String> {
+        let memory = Arc::new(MemoryGauge::default());
+        let catalog = Catalog { gauge: memory.clone(), ..Catalog::default() };
         let mut engine = Engine {
-            catalog: RwLock::new(Catalog::default()),
+            catalog: RwLock::new(catalog),
             log: None,
             clock: opts.clock.clone(),
             seq: AtomicU64::new(1),
             rates: Rates::default(),
             totals: GlobalCounters::default(),
-            max_queues: opts.max_queues,
-            max_messages_per_queue: opts.max_messages_per_queue,
+            limits: Limits {
+                max_queues: opts.max_queues,
+                max_messages_per_queue: opts.max_messages_per_queue,
+                max_payload_bytes: opts.max_payload_bytes,
+                max_memory_bytes: opts.max_memory_bytes,
+            },
+            memory,
             compactor: Compactor::new(opts.compaction_ratio),
         };
         if let StorageConfig::Wal(wal_opts) = opts.storage {
@@ -241,15 +257,19 @@ impl Engine {
         pending.wait().await
     }
 
-    /// Requirements: API-0029, SYS-0024
     fn check_queue_limit(&self, cat: &Catalog) -> Result<()> {
-        if self.max_queues > 0 && cat.queues.len() >= self.max_queues {
-            return Err(EngineError::QueueFull(format!(
-                "the server holds {} queues, its limit",
-                self.max_queues
-            )));
-        }
-        Ok(())
+        self.limits.check_queue_count(cat.queues.len())
+    }
+
+    /// Bytes held by queued messages and dead letters, as the memory limit counts them.
+    /// Requirements: SYS-0026
+    pub fn memory_held(&self) -> u64 {
+        self.memory.held()
+    }
+
+    /// The limit `memory_held` is checked against; 0 means none.
+    pub fn memory_limit(&self) -> u64 {
+        self.limits.max_memory_bytes
     }
 
     /// Makes sure `name` exists, creating it with the default config (a publish to an

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crossbeam_skiplist::SkipMap;
 
 use super::index::ReadyKey;
+use super::limits::{message_cost, MemoryGauge};
 use super::record::{MsgId, PublishedMessage, Record, SnapshotDeadLetter, SnapshotMessage};
 use super::types::{Priority, QueueConfig};
 
@@ -61,10 +62,14 @@ pub struct QueueState {
     next_dead: u64,
     /// Payload -> copies in the queue; kept only while `allow_duplicates` is false.
     dups: Option<HashMap<Arc<str>, u32>>,
+    /// Bytes this queue's messages and dead letters are charged (`limits::message_cost`),
+    /// also counted in the engine-wide `gauge`.
+    held_bytes: u64,
+    gauge: Arc<MemoryGauge>,
 }
 
 impl QueueState {
-    pub fn new(qid: u64, name: String, config: QueueConfig) -> QueueState {
+    pub fn new(qid: u64, name: String, config: QueueConfig, gauge: Arc<MemoryGauge>) -> QueueState {
         let dups = if config.allow_duplicates { None } else { Some(HashMap::new()) };
         QueueState {
             qid,
@@ -77,7 +82,37 @@ impl QueueState {
             dead_index: HashMap::new(),
             next_dead: 0,
             dups,
+            held_bytes: 0,
+            gauge,
         }
+    }
+
+    /// Bytes this queue is charged for its messages and dead letters.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    /// Requirements: SYS-0026
+    fn charge(&mut self, m: &Message) {
+        let cost = message_cost(m.payload.len(), &m.priority);
+        self.held_bytes += cost;
+        self.gauge.add(cost);
+    }
+
+    /// Requirements: SYS-0026
+    fn credit(&mut self, bytes: u64) {
+        let bytes = bytes.min(self.held_bytes);
+        self.held_bytes -= bytes;
+        self.gauge.sub(bytes);
+    }
+
+    fn credit_message(&mut self, m: &Message) {
+        self.credit(message_cost(m.payload.len(), &m.priority));
+    }
+
+    /// Gives back everything the queue is charged: it is being deleted.
+    pub fn release_memory(&mut self) {
+        self.credit(self.held_bytes);
     }
 
     pub fn len(&self) -> u64 {
@@ -173,7 +208,9 @@ impl QueueState {
         let mut fx = Effect::default();
         match rec {
             Record::Published { msg, .. } => {
-                self.insert_ready(new_message(&self.config, msg));
+                let m = new_message(&self.config, msg);
+                self.charge(&m);
+                self.insert_ready(m);
                 fx.became_ready = 1;
             }
             Record::Locked { id, consumer, token, deadline_ms, .. } => {
@@ -198,6 +235,7 @@ impl QueueState {
             Record::Acked { id, .. } => {
                 if let Some(m) = self.take(id) {
                     self.forget_payload(&m.payload);
+                    self.credit_message(&m);
                     fx.removed = 1;
                 }
             }
@@ -235,6 +273,7 @@ impl QueueState {
                         *d.entry(m.payload.clone()).or_default() += 1;
                     }
                     fx.became_ready += u64::from(m.lock.is_none());
+                    self.charge(&m);
                     self.insert(m);
                 }
             }
@@ -242,15 +281,25 @@ impl QueueState {
                 for snap in dead {
                     let mut m = new_message(&self.config, &snap.msg);
                     m.retry_count = snap.retry_count;
+                    self.charge(&m);
                     self.push_dead(DeadLetter { msg: m, at_ms: snap.at_ms });
                 }
             }
             Record::DeadLettersPurged { .. } => {
+                let freed: u64 = self
+                    .dead
+                    .values()
+                    .map(|d| message_cost(d.msg.payload.len(), &d.msg.priority))
+                    .sum();
+                self.credit(freed);
                 self.dead.clear();
                 self.dead_index.clear();
             }
             Record::QueuePurged { .. } => {
                 fx.removed = self.len();
+                let freed: u64 =
+                    self.msgs.values().map(|m| message_cost(m.payload.len(), &m.priority)).sum();
+                self.credit(freed);
                 self.msgs.clear();
                 self.ready = SkipMap::new();
                 self.locks = SkipMap::new();
@@ -308,7 +357,9 @@ impl QueueState {
             }
         }
         for id in &doomed {
-            self.take(id);
+            if let Some(m) = self.take(id) {
+                self.credit_message(&m);
+            }
         }
         self.dups = Some(dups);
         doomed.len() as u64
@@ -368,6 +419,12 @@ impl QueueState {
                 }
             }
         }
+    }
+}
+
+impl Drop for QueueState {
+    fn drop(&mut self) {
+        self.release_memory();
     }
 }
 

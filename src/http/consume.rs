@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::body::ApiRequest;
 use super::error::ApiError;
-use super::{empty_reply, json_reply, HandlerResult};
+use super::{empty_reply, json_reply, ApiState, HandlerResult};
 use crate::engine::{
     Delivery, Engine, EngineError, Holder, MAX_CONSUME_BATCH, MAX_TIMEOUT_SECS, MAX_WAIT_SECS,
 };
@@ -123,19 +123,20 @@ fn holder(consumer_id: String, lock_token: Option<String>) -> Holder {
 // Limitation: a long poll holds its connection open for up to `wait_seconds`, and a
 // graceful shutdown waits for it to finish (at most MAX_WAIT_SECS).
 /// Requirements: API-0016
-pub async fn consume(engine: &Engine, req: ApiRequest) -> HandlerResult {
+pub async fn consume(state: &ApiState, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0).to_owned();
     let body: ConsumeBody = req.json().await?;
     let timeout = lock_timeout(body.timeout_seconds)?;
     let wait = long_poll_wait(body.wait_seconds)?;
 
-    let mut got = engine.consume(&queue, &body.consumer_id, timeout, 1, wait).await?;
+    let mut got =
+        state.waiters.consume(&state.engine, &queue, &body.consumer_id, timeout, 1, wait).await?;
     let first = got.drain(..).next().map(DeliveryReply::from);
     Ok(json_reply(&first))
 }
 
 /// Requirements: DLV-0026
-pub async fn consume_batch(engine: &Engine, req: ApiRequest) -> HandlerResult {
+pub async fn consume_batch(state: &ApiState, req: ApiRequest) -> HandlerResult {
     let queue = req.param(0).to_owned();
     let body: ConsumeBatchBody = req.json().await?;
     let timeout = lock_timeout(body.timeout_seconds)?;
@@ -147,7 +148,8 @@ pub async fn consume_batch(engine: &Engine, req: ApiRequest) -> HandlerResult {
         )));
     }
 
-    let got = engine.consume(&queue, &body.consumer_id, timeout, max, wait).await?;
+    let got =
+        state.waiters.consume(&state.engine, &queue, &body.consumer_id, timeout, max, wait).await?;
     let replies: Vec<DeliveryReply> = got.into_iter().map(DeliveryReply::from).collect();
     Ok(json_reply(&replies))
 }

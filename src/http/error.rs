@@ -67,6 +67,24 @@ impl ApiError {
         err
     }
 
+    /// Every long-poll slot is taken (QRUSTY_MAX_WAITING_CONSUMERS).
+    pub fn too_many_waiters(limit: usize) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_waiters",
+            format!("{limit} consumers are already waiting in a long poll; retry later"),
+        )
+    }
+
+    /// Every WebSocket session slot is taken (QRUSTY_MAX_WS_SESSIONS).
+    pub fn too_many_sessions(limit: usize) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            format!("{limit} WebSocket sessions are open, the limit; retry later"),
+        )
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token")
     }
@@ -116,6 +134,8 @@ impl From<EngineError> for ApiError {
             EngineError::NotLocked => (StatusCode::NOT_FOUND, "not_locked"),
             EngineError::StaleLock => (StatusCode::CONFLICT, "stale_lock"),
             EngineError::QueueFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "queue_full"),
+            EngineError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"),
+            EngineError::MemoryLimit(_) => (StatusCode::SERVICE_UNAVAILABLE, "memory_limit"),
             EngineError::StorageUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
@@ -146,6 +166,8 @@ mod tests {
             (EngineError::StaleLock, 409, "stale_lock"),
             (EngineError::NotLocked, 404, "not_locked"),
             (EngineError::QueueFull("q".into()), 507, "queue_full"),
+            (EngineError::PayloadTooLarge("big".into()), 413, "message_too_large"),
+            (EngineError::MemoryLimit("full".into()), 503, "memory_limit"),
             (EngineError::StorageUnavailable("disk".into()), 503, "storage_unavailable"),
             (EngineError::InvalidQueueName("_x".into()), 400, "invalid_queue_name"),
         ];

@@ -1,9 +1,10 @@
 //! What wraps every route, API or not: the bearer-token check and CORS.
 //!
 //! With no token configured the server is open and CORS is fully permissive, as 0.15.0
-//! is. With a token, every route but `/health` and the web UI's static files needs `Authorization: Bearer <token>`
-//! (`/ws` may pass `?token=` instead, since browsers cannot set headers on a WebSocket)
-//! and no CORS headers are sent.
+//! is. With a token, every route but `/health` and the web UI's static files needs
+//! `Authorization: Bearer <token>` (`/ws` may pass `?token=` instead, since browsers cannot
+//! set headers on a WebSocket) and no CORS headers are sent, unless QRUSTY_CORS_ORIGINS
+//! names the origins that may call (see [`CorsPolicy`]).
 
 use std::sync::Arc;
 
@@ -85,17 +86,60 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Which browser origins get CORS headers.
+/// Requirements: API-0001, API-0032
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsPolicy {
+    /// `Access-Control-Allow-Origin: *` on every reply.
+    Any,
+    /// The request's `Origin` is echoed when it is one of these, exactly.
+    Origins(Arc<[String]>),
+    /// No CORS headers; preflights are not answered.
+    Closed,
+}
+
+impl CorsPolicy {
+    /// `configured` is QRUSTY_CORS_ORIGINS split at commas; unset, the rule is: any
+    /// origin without a token, none with one. `*` among the origins means any.
+    pub fn new(configured: Option<&[String]>, token_set: bool) -> CorsPolicy {
+        match configured {
+            None if token_set => CorsPolicy::Closed,
+            None => CorsPolicy::Any,
+            Some(list) if list.iter().any(|o| o == "*") => CorsPolicy::Any,
+            Some([]) => CorsPolicy::Closed,
+            Some(list) => CorsPolicy::Origins(list.iter().cloned().collect()),
+        }
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if any.
+    fn allow_origin(&self, origin: Option<&str>) -> Option<HeaderValue> {
+        match self {
+            CorsPolicy::Any => Some(HeaderValue::from_static("*")),
+            CorsPolicy::Origins(list) => origin
+                .filter(|o| list.iter().any(|allowed| allowed == o))
+                .and_then(|o| HeaderValue::from_str(o).ok()),
+            CorsPolicy::Closed => None,
+        }
+    }
+}
+
 /// Answers a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) with 200
-/// while CORS is open; otherwise passes it on to the router (405).
-/// Requirements: API-0001
-pub fn preflight(open: bool) -> BoxedFilter<(Response,)> {
+/// when the policy lets its origin in; otherwise passes it on (to the token check, then
+/// the router's 405). It runs before the token check: browsers send preflights without
+/// credentials.
+/// Requirements: API-0001, API-0032
+pub fn preflight(policy: CorsPolicy) -> BoxedFilter<(Response,)> {
     warp::options()
         .and(warp::header::<String>("access-control-request-method"))
-        .and_then(move |_: String| async move {
-            if open {
-                Ok(())
-            } else {
-                Err(warp::reject::not_found())
+        .and(warp::header::optional::<String>("origin"))
+        .and_then(move |_: String, origin: Option<String>| {
+            let allowed = policy.allow_origin(origin.as_deref()).is_some();
+            async move {
+                if allowed {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
             }
         })
         .untuple_one()
@@ -109,11 +153,12 @@ pub fn preflight(open: bool) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// The headers every reply carries while CORS is open.
-/// Requirements: API-0001
-pub fn add_cors(mut resp: Response) -> Response {
+/// Adds the CORS headers the policy gives a request from `origin`.
+/// Requirements: API-0001, API-0032
+pub fn add_cors(policy: &CorsPolicy, origin: Option<&str>, mut resp: Response) -> Response {
+    let Some(allow) = policy.allow_origin(origin) else { return resp };
     let headers = resp.headers_mut();
-    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow);
     headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("*"));
     headers.insert(
         VARY,
@@ -142,6 +187,20 @@ mod tests {
         assert!(!authorized("s3cret", "/stats", &with_auth("Bearer s3cre"), ""));
         assert!(!authorized("s3cret", "/stats", &with_auth("Basic s3cret"), ""));
         assert!(!authorized("s3cret", "/stats", &HeaderMap::new(), ""));
+    }
+
+    // Verifies: API-0032
+    #[test]
+    fn cors_defaults_follow_the_token_and_configured_origins_win() {
+        let origins = ["https://a.example".to_owned()];
+        assert_eq!(CorsPolicy::new(None, false), CorsPolicy::Any);
+        assert_eq!(CorsPolicy::new(None, true), CorsPolicy::Closed);
+        assert_eq!(CorsPolicy::new(Some(&["*".to_owned()]), true), CorsPolicy::Any);
+        assert_eq!(CorsPolicy::new(Some(&[]), false), CorsPolicy::Closed);
+        let listed = CorsPolicy::new(Some(&origins), true);
+        assert_eq!(listed.allow_origin(Some("https://a.example")).unwrap(), "https://a.example");
+        assert_eq!(listed.allow_origin(Some("https://b.example")), None);
+        assert_eq!(listed.allow_origin(None), None);
     }
 
     // Verifies: API-0026, WS-0025, API-0030

@@ -19,6 +19,7 @@ mod metrics;
 mod publish;
 mod queues;
 mod stats;
+mod waiters;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::engine::Engine;
+use crate::server::ServerLimits;
 use body::{ApiRequest, BodyStream};
 use error::ApiError;
 use routes::{Match, RouteId, RouteSpec};
@@ -42,6 +44,15 @@ use routes::{Match, RouteId, RouteSpec};
 pub struct ApiState {
     pub engine: Arc<Engine>,
     pub max_body_bytes: usize,
+    /// Slots for long polls (`wait_seconds`) that found nothing and wait.
+    waiters: waiters::Waiters,
+}
+
+impl ApiState {
+    pub fn new(engine: Arc<Engine>, max_body_bytes: usize, limits: ServerLimits) -> ApiState {
+        let waiters = waiters::Waiters::new(limits.max_waiting_consumers);
+        ApiState { engine, max_body_bytes, waiters }
+    }
 }
 
 type HandlerResult = Result<Response, ApiError>;
@@ -111,8 +122,8 @@ async fn dispatch(state: &ApiState, spec: &RouteSpec, req: ApiRequest) -> Handle
         RouteId::Queues => Ok(json_reply(&engine.queue_names())),
         RouteId::Publish => publish::publish(engine, req).await,
         RouteId::PublishBatch => publish::publish_batch(engine, req).await,
-        RouteId::Consume => consume::consume(engine, req).await,
-        RouteId::ConsumeBatch => consume::consume_batch(engine, req).await,
+        RouteId::Consume => consume::consume(state, req).await,
+        RouteId::ConsumeBatch => consume::consume_batch(state, req).await,
         RouteId::Ack => consume::ack(engine, req).await,
         RouteId::Nack => consume::nack(engine, req).await,
         RouteId::Renew => consume::renew(engine, req).await,

@@ -37,6 +37,8 @@ impl From<EngineError> for WsError {
             EngineError::NotLocked => "not_locked",
             EngineError::StaleLock => "stale_lock",
             EngineError::QueueFull(_) => "queue_full",
+            EngineError::PayloadTooLarge(_) => "message_too_large",
+            EngineError::MemoryLimit(_) => "memory_limit",
             EngineError::StorageUnavailable(_) => "storage_unavailable",
         };
         WsError::new(code, err.to_string())

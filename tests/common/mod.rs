@@ -10,7 +10,7 @@ use std::time::Duration;
 use qrusty::clock::ManualClock;
 use qrusty::engine::{Engine, EngineOptions, StorageConfig};
 use qrusty::logs::LogHub;
-use qrusty::server::{self, RunningServer, ServerConfig};
+use qrusty::server::{self, RunningServer, ServerConfig, ServerLimits};
 use qrusty::ws::WsOptions;
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::Method;
@@ -74,10 +74,20 @@ impl TestServer {
 
     /// Starts with a config the caller may adjust (body limit, token).
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        Self::start_engine(|_| {}, adjust).await
+    }
+
+    /// Starts with engine options (limits, a simulated file system) and a server config
+    /// the caller may adjust; the clock is always the manual one.
+    pub async fn start_engine(
+        engine_opts: impl FnOnce(&mut EngineOptions),
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let clock = Arc::new(ManualClock::new(START_MS));
         let mut opts = EngineOptions::new(StorageConfig::Memory);
+        engine_opts(&mut opts);
         opts.clock = clock.clone();
-        let engine = Engine::open(opts).expect("engine opens in memory");
+        let engine = Engine::open(opts).expect("engine opens");
 
         let mut cfg = ServerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
@@ -85,6 +95,8 @@ impl TestServer {
             api_token: None,
             webui_dir: None,
             ws: WsOptions::default(),
+            cors_origins: None,
+            limits: ServerLimits::default(),
         };
         adjust(&mut cfg);
         let server =

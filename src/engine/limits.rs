@@ -1,0 +1,140 @@
+//! The engine's resource limits, checked in one place before a publish is logged, and the
+//! gauge of memory held by queued messages that the memory limit reads.
+//!
+//! The gauge is a counter kept by `QueueState` as messages enter and leave it (publish,
+//! snapshot load, ack, purge, duplicate removal, dead-letter purge, queue deletion); it is
+//! never computed by scanning the queues.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::error::EngineError;
+use super::queue::QueueState;
+use super::types::{NewMessage, Priority};
+use super::Result;
+
+/// What one message costs in RAM beyond its payload and text priority: the `Message`
+/// itself, its entries in the id map and in the ready or lock skip list, and its share of
+/// the duplicate set. An estimate from the structure sizes, rounded up; it makes the limit
+/// hold for queues of many small messages too.
+pub const MESSAGE_OVERHEAD_BYTES: u64 = 256;
+
+/// The bytes a message with this payload and priority is charged.
+pub fn message_cost(payload_len: usize, priority: &Priority) -> u64 {
+    let priority_len = match priority {
+        Priority::Text(t) => t.len(),
+        Priority::Num(_) => 0,
+    };
+    (payload_len + priority_len) as u64 + MESSAGE_OVERHEAD_BYTES
+}
+
+/// Bytes held by every message and dead letter of every queue.
+#[derive(Debug, Default)]
+pub struct MemoryGauge(AtomicU64);
+
+impl MemoryGauge {
+    pub fn held(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn add(&self, bytes: u64) {
+        self.0.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(super) fn sub(&self, bytes: u64) {
+        // Never below zero: a bookkeeping slip must not wrap into "memory is full".
+        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+            Some(held.saturating_sub(bytes))
+        });
+    }
+}
+
+/// Limits of 0 mean "no limit".
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    pub max_queues: usize,
+    pub max_messages_per_queue: usize,
+    /// Largest payload of one message, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most bytes all queued messages may hold (see `message_cost`).
+    pub max_memory_bytes: u64,
+}
+
+impl Limits {
+    /// Requirements: API-0029, SYS-0024
+    pub fn check_queue_count(&self, queues: usize) -> Result<()> {
+        if self.max_queues > 0 && queues >= self.max_queues {
+            return Err(EngineError::QueueFull(format!(
+                "the server holds {} queues, its limit",
+                self.max_queues
+            )));
+        }
+        Ok(())
+    }
+
+    /// Everything a publish of `msgs` into `state` must pass besides priorities and
+    /// duplicates. Nothing is reserved: publishes to other queues that run at the same
+    /// time may each pass the memory check, so the limit can be overshot by at most one
+    /// request body per concurrent publisher.
+    /// Requirements: API-0029, API-0031, SYS-0026
+    pub fn check_publish(
+        &self,
+        state: &QueueState,
+        msgs: &[NewMessage],
+        gauge: &MemoryGauge,
+    ) -> Result<()> {
+        if self.max_payload_bytes > 0 {
+            if let Some(m) = msgs.iter().find(|m| m.payload.len() > self.max_payload_bytes) {
+                return Err(EngineError::PayloadTooLarge(format!(
+                    "a payload of {} bytes is above the limit of {} bytes",
+                    m.payload.len(),
+                    self.max_payload_bytes
+                )));
+            }
+        }
+        let limit = self.max_messages_per_queue as u64;
+        if limit > 0 && state.len() + msgs.len() as u64 > limit {
+            return Err(EngineError::QueueFull(format!(
+                "queue '{}' holds {} messages; its limit is {limit}",
+                state.name,
+                state.len()
+            )));
+        }
+        if self.max_memory_bytes > 0 {
+            let cost: u64 = msgs.iter().map(|m| message_cost(m.payload.len(), &m.priority)).sum();
+            let held = gauge.held();
+            if held.saturating_add(cost) > self.max_memory_bytes {
+                return Err(EngineError::MemoryLimit(format!(
+                    "queued messages hold {held} bytes; {cost} more would pass the limit of {} \
+                     bytes",
+                    self.max_memory_bytes
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Verifies: SYS-0026
+    #[test]
+    fn the_gauge_never_goes_below_zero() {
+        let g = MemoryGauge::default();
+        g.add(10);
+        g.sub(25);
+        assert_eq!(g.held(), 0);
+        g.add(7);
+        assert_eq!(g.held(), 7);
+    }
+
+    // Verifies: SYS-0026
+    #[test]
+    fn text_priorities_count_towards_the_cost() {
+        let num = message_cost(100, &Priority::Num(5));
+        let text = message_cost(100, &Priority::Text("abcd".into()));
+        assert_eq!(num, 100 + MESSAGE_OVERHEAD_BYTES);
+        assert_eq!(text, num + 4);
+    }
+}

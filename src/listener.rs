@@ -1,0 +1,170 @@
+//! The accept loop under the HTTP server, with the cap on open connections.
+//!
+//! Each accepted connection takes a permit of a semaphore and holds it until hyper drops
+//! the connection. A connection that finds no permit is not served: it gets a short
+//! `503 too_many_connections` reply written by hand and is closed, so a client learns why
+//! instead of waiting in the kernel's backlog. Refusals have their own small budget; past
+//! it a connection is closed without a reply.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::stream::{self, Stream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Refusal replies being written at once; more connections over the cap are just closed.
+const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+/// How long a refusal may take, reading the request included.
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
+/// Pause after a failed accept (out of file descriptors, say) before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A connection that holds its permit (if the cap is on) for as long as it lives.
+pub struct Conn {
+    stream: TcpStream,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+struct Accepting {
+    listener: TcpListener,
+    permits: Option<Arc<Semaphore>>,
+    refusals: Arc<Semaphore>,
+}
+
+/// The stream of accepted connections hyper serves; `max_connections` 0 means no cap. It
+/// never yields an error: hyper would stop serving at the first one, so accept failures
+/// are logged and retried.
+/// Requirements: SYS-0024, SYS-0027
+pub fn incoming(
+    listener: TcpListener,
+    max_connections: usize,
+) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
+    let state = Accepting {
+        listener,
+        permits: (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections))),
+        refusals: Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT)),
+    };
+    stream::unfold(state, |state| async move {
+        let conn = state.next().await;
+        Some((Ok(conn), state))
+    })
+}
+
+impl Accepting {
+    async fn next(&self) -> Conn {
+        loop {
+            let stream = match self.listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(cause = %err, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            // As warp's own listener does: replies are small and must not wait for more.
+            let _ = stream.set_nodelay(true);
+            let Some(permits) = &self.permits else {
+                return Conn { stream, _permit: None };
+            };
+            match permits.clone().try_acquire_owned() {
+                Ok(permit) => return Conn { stream, _permit: Some(permit) },
+                Err(_) => self.refuse(stream),
+            }
+        }
+    }
+
+    fn refuse(&self, stream: TcpStream) {
+        tracing::warn!("connection refused: the open-connection limit is reached");
+        let Ok(slot) = self.refusals.clone().try_acquire_owned() else { return };
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(REFUSAL_TIME, write_refusal(stream)).await;
+            drop(slot);
+        });
+    }
+}
+
+/// The reply a connection over the cap gets.
+pub fn refusal() -> String {
+    let body =
+        r#"{"error":"too many open connections; retry later","code":"too_many_connections"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Reads what the client sent first (closing a socket with unread bytes resets it, and
+/// the client would see a reset instead of the reply), answers, and closes.
+async fn write_refusal(mut stream: TcpStream) {
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+    if stream.write_all(refusal().as_bytes()).await.is_ok() {
+        let _ = stream.shutdown().await;
+        // Let the client read the reply before the socket goes away.
+        let drain = async { while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {} };
+        let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Verifies: SYS-0027
+    #[test]
+    fn the_refusal_is_well_formed_http_with_a_json_body() {
+        let text = refusal();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize =
+            head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap().parse().unwrap();
+        assert_eq!(length, body.len());
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["code"], "too_many_connections");
+    }
+}

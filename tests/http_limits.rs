@@ -1,0 +1,194 @@
+//! Resource limits over HTTP and WebSocket: each is hit, answered with its status and
+//! stable code, and gives room again once what held it is gone.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{enc, TestServer};
+use qrusty::engine::limits::MESSAGE_OVERHEAD_BYTES;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Upper bound for anything that should happen "soon" on a loaded CI machine.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Retries `probe` every 10 ms until it returns true, failing after `PATIENCE`.
+async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + PATIENCE;
+    while !probe().await {
+        assert!(tokio::time::Instant::now() < end, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn publish_body(queue: &str, payload: &str) -> Value {
+    json!({"queue": queue, "priority": 1, "payload": payload})
+}
+
+// Verifies: API-0031, SYS-0024
+#[tokio::test]
+async fn a_payload_above_the_limit_is_refused_alone_and_in_a_batch() {
+    let s = TestServer::start_engine(|o| o.max_payload_bytes = 1000, |_| {}).await;
+    s.publish("q", json!(1), &"a".repeat(1000)).await;
+
+    let reply = s.post("/publish", publish_body("q", &"b".repeat(1001))).await;
+    reply.assert_error(413, "message_too_large");
+
+    // One oversized message sinks the whole batch: nothing of it is published.
+    let batch = json!({"queue": "q", "messages": [
+        {"priority": 1, "payload": "small"},
+        {"priority": 1, "payload": "c".repeat(1001)},
+    ]});
+    s.post("/publish-batch", batch).await.assert_error(413, "message_too_large");
+    assert_eq!(s.engine.queue_stats("q").unwrap().available, 1);
+    s.stop().await;
+}
+
+// Verifies: SYS-0026, SYS-0024
+#[tokio::test]
+async fn publishes_past_the_memory_limit_get_503_until_an_ack_frees_room() {
+    let payload = "m".repeat(100);
+    let cost = 100 + MESSAGE_OVERHEAD_BYTES;
+    let s = TestServer::start_engine(|o| o.max_memory_bytes = 3 * cost, |_| {}).await;
+    for i in 0..3 {
+        s.publish("q", json!(i), &format!("{}{i}", &payload[1..])).await;
+    }
+    assert_eq!(s.engine.memory_held(), 3 * cost);
+    s.post("/publish", publish_body("q", &payload)).await.assert_error(503, "memory_limit");
+    let batch = json!({"queue": "other", "messages": [{"priority": 1, "payload": "x"}]});
+    s.post("/publish-batch", batch).await.assert_error(503, "memory_limit");
+
+    // An ack gives its message's bytes back; the publish that was refused now passes.
+    let got = s.consume("q", "c").await.expect("a message");
+    let id = got["id"].as_str().unwrap();
+    let ack = s.post(&format!("/ack/q/{}", enc(id)), json!({"consumer_id": "c"})).await;
+    ack.assert_ok_empty();
+    assert_eq!(s.engine.memory_held(), 2 * cost);
+    s.publish("q", json!(9), &payload).await;
+
+    // Purging and deleting give back everything.
+    assert_eq!(s.post_empty("/purge-queue/q").await.status, 200);
+    assert_eq!(s.engine.memory_held(), 0);
+    s.publish("q2", json!(1), &payload).await;
+    assert_eq!(s.engine.memory_held(), cost);
+    assert_eq!(s.delete("/delete-queue/q2").await.status, 200);
+    assert_eq!(s.engine.memory_held(), 0);
+    s.stop().await;
+}
+
+async fn long_poll(s: &TestServer, queue: &str, wait: u64) -> common::Reply {
+    let body = json!({"consumer_id": "w", "wait_seconds": wait});
+    s.post(&format!("/consume/{queue}"), body).await
+}
+
+// Verifies: API-0031, SYS-0024
+#[tokio::test]
+async fn a_long_poll_beyond_the_waiter_limit_is_answered_429_at_once() {
+    let s = TestServer::start_with(|c| c.limits.max_waiting_consumers = 1).await;
+    s.create_queue("idle", json!({"ordering": "Fifo"})).await;
+    s.create_queue("busy", json!({"ordering": "Fifo"})).await;
+
+    // Three long polls at once: whichever comes first takes the only slot and waits, the
+    // other two are refused at once.
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    for n in 0..3 {
+        let (client, url, done_tx) = (s.client.clone(), s.url("/consume/idle"), done_tx.clone());
+        tokio::spawn(async move {
+            let body = json!({"consumer_id": format!("c{n}"), "wait_seconds": 20});
+            let resp = client.post(url).json(&body).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let _ = done_tx.send((status, resp.json::<Value>().await.unwrap()));
+        });
+    }
+    for _ in 0..2 {
+        let (status, body) = tokio::time::timeout(PATIENCE, done.recv()).await.unwrap().unwrap();
+        assert_eq!((status, body["code"].as_str()), (429, Some("too_many_waiters")), "{body}");
+    }
+
+    // A long poll that finds a message takes no slot.
+    s.publish("busy", json!(1), "ready").await;
+    let got = long_poll(&s, "busy", 5).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["payload"], "ready");
+
+    // The waiter gets its message, and its slot is free again.
+    s.publish("idle", json!(1), "for the waiter").await;
+    let (status, first) = tokio::time::timeout(PATIENCE, done.recv()).await.unwrap().unwrap();
+    assert_eq!((status, &first["payload"]), (200, &json!("for the waiter")));
+    let after = long_poll(&s, "idle", 1).await;
+    assert_eq!((after.status, after.json()), (200, Value::Null));
+    s.stop().await;
+}
+
+// Verifies: SYS-0027, SYS-0024
+#[tokio::test]
+async fn a_connection_over_the_cap_gets_503_and_a_freed_slot_serves_again() {
+    let s = TestServer::start_with(|c| c.limits.max_connections = 2).await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    // A fresh client, so no pooled connection hides the cap.
+    let fresh = || reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
+    let end = tokio::time::Instant::now() + PATIENCE;
+    let refused = loop {
+        assert!(tokio::time::Instant::now() < end, "the third connection is never refused");
+        if let Ok(resp) = fresh().get(s.url("/health")).send().await {
+            if resp.status() == 503 {
+                assert_eq!(resp.headers()["content-type"], "application/json");
+                break resp.json::<Value>().await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(refused["code"], "too_many_connections");
+
+    let mut gone = held.pop().unwrap();
+    gone.shutdown().await.unwrap();
+    drop(gone);
+    eventually("a slot frees up", || {
+        let client = fresh();
+        let url = s.url("/health");
+        async move { client.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+    drop(held);
+    s.stop().await;
+}
+
+// Verifies: SYS-0027, SYS-0024
+#[tokio::test]
+async fn a_websocket_session_over_the_cap_is_refused_at_upgrade() {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+
+    let s = TestServer::start_with(|c| c.limits.max_ws_sessions = 1).await;
+    let url = format!("{}/ws", s.base.replace("http://", "ws://"));
+    let (mut first, _) = tokio_tungstenite::connect_async(&url).await.expect("first upgrade");
+
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(WsError::Http(resp)) => {
+            assert_eq!(resp.status(), 503);
+            let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["code"], "too_many_sessions");
+        }
+        other => panic!("second upgrade must be refused, got {other:?}"),
+    }
+    // HTTP routes are not sessions: they keep working.
+    assert!(s.health_is_ok().await);
+
+    first.close(None).await.unwrap();
+    drop(first);
+    eventually("the session slot frees up", || {
+        let url = url.clone();
+        async move { tokio_tungstenite::connect_async(url).await.is_ok() }
+    })
+    .await;
+    s.stop().await;
+}
