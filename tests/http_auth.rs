@@ -87,3 +87,47 @@ async fn only_ws_takes_the_token_in_the_query() {
     s.get("/ws?token=wrong").await.assert_error(401, "unauthorized");
     s.stop().await;
 }
+
+async fn preflight_from(s: &TestServer, origin: &str) -> common::Reply {
+    let headers = [("origin", origin), ("access-control-request-method", "POST")];
+    s.send(Method::OPTIONS, "/publish", &headers, None).await
+}
+
+async fn stats_from(s: &TestServer, origin: &str, token: Option<&str>) -> common::Reply {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("origin", origin)];
+    if let Some(b) = bearer.as_deref() {
+        headers.push(("authorization", b));
+    }
+    s.send(Method::GET, "/stats", &headers, None).await
+}
+
+// Verifies: API-0032, API-0026
+#[tokio::test]
+async fn configured_cors_origins_open_cors_to_those_origins_only_with_a_token() {
+    let allowed = "https://console.example";
+    let evil = "https://evil.example";
+    let s = TestServer::start_with(|cfg| {
+        cfg.api_token = Some(TOKEN.to_owned());
+        cfg.cors_origins = Some(vec![allowed.to_owned()]);
+    })
+    .await;
+
+    // Browsers send preflights without credentials: an allowed origin's is answered.
+    let ok = preflight_from(&s, allowed).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("access-control-allow-origin"), Some(allowed));
+    assert_eq!(ok.header("access-control-allow-methods"), Some("*"));
+    let other = preflight_from(&s, evil).await;
+    other.assert_error(401, "unauthorized");
+    assert_eq!(other.header("access-control-allow-origin"), None);
+
+    let reply = stats_from(&s, allowed, Some(TOKEN)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("access-control-allow-origin"), Some(allowed));
+    let reply = stats_from(&s, evil, Some(TOKEN)).await;
+    assert_eq!((reply.status, reply.header("access-control-allow-origin")), (200, None));
+    // The token is still required.
+    stats_from(&s, allowed, None).await.assert_error(401, "unauthorized");
+    s.stop().await;
+}
