@@ -13,6 +13,11 @@ RELEASE_BIN := target/release/qrusty
 # Seconds of load: the smoke-test targets, and the short run at the end of `make test`.
 SMOKE_SECONDS ?= 30
 TEST_SMOKE_SECONDS ?= 10
+# Soak test: seconds of load and seconds between SIGKILLs; `make test` runs a short one.
+SOAK_SECONDS ?= 600
+SOAK_KILL_EVERY ?= 30
+TEST_SOAK_SECONDS ?= 60
+TEST_SOAK_KILL_EVERY ?= 20
 # Seconds per fuzz target.
 FUZZ_SECONDS ?= 180
 # Flags for ../shared/bench/bench.sh, e.g. BENCH_FLAGS=--quick.
@@ -26,7 +31,7 @@ DEPS_STAMP := target/.deps-$(shell $(PYTHON) -c 'import sys; print(sys.version_i
 
 .PHONY: help all build debug-build doc machete lint script-lint deps test rust-test \
 	python-test ui-test schema-test requirements-check traceability traceability-check \
-	traceability-report smoke-test smoke-test-memory coverage coverage-html llvm-cov-tools \
+	traceability-report smoke-test smoke-test-memory soak soak-short coverage coverage-html llvm-cov-tools \
 	bench fuzz run docker docker-lint docker-check
 
 help:
@@ -34,7 +39,8 @@ help:
 	@echo "make build              release binary ($(RELEASE_BIN))"
 	@echo "make run                start the server (release build; env vars: see README)"
 	@echo "make test               THE test command: Rust tests, Python client tests, UI test,"
-	@echo "                        script tests, traceability check, schemathesis, smoke test"
+	@echo "                        script tests, traceability check, schemathesis, short soak,"
+	@echo "                        smoke test"
 	@echo "make lint               cargo fmt --check and clippy -D warnings"
 	@echo "make script-lint        shellcheck the shell scripts"
 	@echo "make doc                rustdoc with warnings as errors"
@@ -42,6 +48,8 @@ help:
 	@echo "make traceability       requirements <-> code report on stdout"
 	@echo "make traceability-report  write $(TRACE_REPORT)"
 	@echo "make smoke-test[-memory]  $(SMOKE_SECONDS) s load test of the release binary"
+	@echo "make soak               $(SOAK_SECONDS) s of load on the release binary, SIGKILL every"
+	@echo "                        $(SOAK_KILL_EVERY) s; checks nothing acked is lost or comes back"
 	@echo "make coverage[-html]    test coverage with cargo-llvm-cov"
 	@echo "make bench              criterion benches and ../shared/bench (BENCH_FLAGS=--quick)"
 	@echo "make fuzz               every fuzz target for FUZZ_SECONDS=$(FUZZ_SECONDS) s (nightly)"
@@ -85,7 +93,7 @@ $(DEPS_STAMP): requirements-dev.txt
 
 # The README's test command. Each step stops the run on failure; the closing line is the
 # smoke test's "N passed, N failed".
-test: deps rust-test python-test ui-test traceability-check schema-test
+test: deps rust-test python-test ui-test traceability-check schema-test soak-short
 	$(PYTHON) scripts/smoke_test.py --binary $(DEBUG_BIN) --storage wal \
 		--duration $(TEST_SMOKE_SECONDS)
 
@@ -123,6 +131,15 @@ traceability-report: deps
 smoke-test: build
 	$(PYTHON) scripts/smoke_test.py --binary $(RELEASE_BIN) --storage wal \
 		--duration $(SMOKE_SECONDS)
+
+# Not part of `make test` at this length: see soak-short.
+soak: build
+	$(PYTHON) scripts/soak.py --binary $(RELEASE_BIN) --duration $(SOAK_SECONDS) \
+		--kill-every $(SOAK_KILL_EVERY)
+
+soak-short: debug-build
+	$(PYTHON) scripts/soak.py --binary $(DEBUG_BIN) --duration $(TEST_SOAK_SECONDS) \
+		--kill-every $(TEST_SOAK_KILL_EVERY)
 
 smoke-test-memory: build
 	$(PYTHON) scripts/smoke_test.py --binary $(RELEASE_BIN) --storage memory \

@@ -1,0 +1,74 @@
+"""Tests of scripts/soak.py's bookkeeping: what counts as lost, what counts as an acked
+message that came back, and the memory and disk readings."""
+
+import pytest
+
+import soak
+
+
+def test_a_confirmed_publish_that_was_never_acked_nor_drained_is_lost():
+    ledger = soak.Ledger()
+    ledger.published(["a", "b", "c", "d"])
+    ledger.acked("a", at=1.0)
+    ledger.ack_uncertain("b")
+    ledger.drain("c")
+    assert ledger.lost() == {"d"}
+
+
+def test_unconfirmed_publishes_and_extra_ids_are_not_losses():
+    ledger = soak.Ledger()
+    ledger.publish_uncertain()
+    ledger.acked("landed-anyway", at=1.0)
+    ledger.drain("also-landed")
+    assert ledger.lost() == set()
+
+
+def test_a_delivery_after_a_confirmed_ack_came_back_but_one_before_it_did_not():
+    ledger = soak.Ledger()
+    ledger.acked("x", at=10.0)
+    # Asked before the ack was confirmed: the lock may have run out meanwhile.
+    ledger.delivered("x", retry_count=2, asked_at=9.5)
+    assert ledger.came_back == []
+    ledger.delivered("x", retry_count=3, asked_at=10.5)
+    assert ledger.came_back == ["x"]
+    # A possibly-landed ack proves nothing either way.
+    ledger.ack_uncertain("y")
+    ledger.delivered("y", retry_count=2, asked_at=99.0)
+    assert ledger.came_back == ["x"]
+    assert (ledger.deliveries, ledger.redeliveries) == (3, 3)
+
+
+def test_the_first_ack_time_is_kept():
+    ledger = soak.Ledger()
+    ledger.acked("x", at=5.0)
+    ledger.acked("x", at=50.0)
+    ledger.delivered("x", retry_count=2, asked_at=6.0)
+    assert ledger.came_back == ["x"]
+
+
+def test_vmrss_is_read_from_proc_status_text():
+    text = "Name:\tqrusty\nVmPeak:\t  999 kB\nVmRSS:\t   20480 kB\nThreads:\t8\n"
+    assert soak.parse_vmrss_kib(text) == 20480
+    assert soak.parse_vmrss_kib("Name:\tzombie\n") == 0
+
+
+def test_dir_bytes_counts_every_file_below(tmp_path):
+    (tmp_path / "a").write_bytes(b"x" * 100)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_bytes(b"y" * 23)
+    assert soak.dir_bytes(tmp_path) == 123
+
+
+def test_refusals_of_limits_are_counted_and_other_replies_are_errors():
+    ledger = soak.Ledger()
+    soak.book_refusal(ledger, "publish", 503, {"code": "memory_limit", "error": "full"})
+    soak.book_refusal(ledger, "publish", 500, {"code": "internal", "error": "bug"})
+    assert ledger.refused == {"publish 503 memory_limit": 1}
+    assert len(ledger.errors) == 1
+
+
+@pytest.mark.parametrize("bad", [["--duration", "0"], ["--kill-every", "-1"],
+                                 ["--consumers", "0"]])
+def test_nonsense_arguments_are_refused(bad):
+    with pytest.raises(SystemExit):
+        soak.parse_args(["--binary", "x", *bad])
