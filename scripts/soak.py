@@ -23,7 +23,7 @@ It prints a summary with the figures and exits 1 if a check fails. Standard libr
 only. `make soak` runs it for 10 minutes; `make test` runs a one-minute version.
 """
 
-# Verifies: SYS-0028, PER-0001
+# Verifies: SYS-0028, SYS-0005, PER-0019
 
 from __future__ import annotations
 

@@ -80,6 +80,8 @@ impl Accepting {
 
     fn refuse(&self, stream: TcpStream) {
         tracing::warn!("connection refused: the open-connection limit is reached");
+        // Limitation: past MAX_REFUSALS_IN_FLIGHT refusals at once, a connection over the
+        // cap is closed without a reply.
         let Ok(slot) = self.refusals.clone().try_acquire_owned() else { return };
         tokio::spawn(async move {
             let _ = tokio::time::timeout(REFUSAL_TIME, write_refusal(stream)).await;

@@ -72,10 +72,10 @@ impl Limits {
     }
 
     /// Everything a publish of `msgs` into `state` must pass besides priorities and
-    /// duplicates. Nothing is reserved: publishes to other queues that run at the same
-    /// time may each pass the memory check, so the limit can be overshot by at most one
-    /// request body per concurrent publisher.
+    /// duplicates.
     /// Requirements: API-0029, API-0031, SYS-0026
+    // Limitation: nothing is reserved: publishes to other queues running at the same time
+    // may each pass the memory check, overshooting the limit by up to one body each.
     pub fn check_publish(
         &self,
         state: &QueueState,

@@ -24,6 +24,8 @@ pub struct Message {
     pub id: MsgId,
     pub key: ReadyKey,
     pub priority: Priority,
+    // Limitation: the payload lives in RAM for as long as the message exists (the memory
+    // limit caps the total); it is not yet left in the log segments and mapped on delivery.
     pub payload: Arc<str>,
     pub max_retries: u32,
     pub retry_count: u32,
