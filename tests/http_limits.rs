@@ -60,6 +60,9 @@ async fn publishes_past_the_memory_limit_get_503_until_an_ack_frees_room() {
         s.publish("q", json!(i), &format!("{}{i}", &payload[1..])).await;
     }
     assert_eq!(s.engine.memory_held(), 3 * cost);
+    let metrics = s.get("/metrics").await.text();
+    assert!(metrics.contains(&format!("qrusty_memory_held_bytes {}\n", 3 * cost)), "{metrics}");
+    assert!(metrics.contains(&format!("qrusty_memory_limit_bytes {}\n", 3 * cost)));
     s.post("/publish", publish_body("q", &payload)).await.assert_error(503, "memory_limit");
     let batch = json!({"queue": "other", "messages": [{"priority": 1, "payload": "x"}]});
     s.post("/publish-batch", batch).await.assert_error(503, "memory_limit");

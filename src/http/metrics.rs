@@ -48,6 +48,17 @@ pub fn render(engine: &Engine) -> HandlerResult {
         registry.register(format!("messages_{name}"), help, ConstCounter::new(value));
     }
 
+    registry.register(
+        "memory_held_bytes",
+        "Bytes queued messages and dead letters are charged against QRUSTY_MAX_MEMORY_BYTES",
+        ConstGauge::new(gauge_value(engine.memory_held())),
+    );
+    registry.register(
+        "memory_limit_bytes",
+        "QRUSTY_MAX_MEMORY_BYTES; 0 means no limit",
+        ConstGauge::new(gauge_value(engine.memory_limit())),
+    );
+
     if let Some(wal) = engine.wal_stats() {
         register_wal(&mut registry, &wal);
     }
