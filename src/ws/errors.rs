@@ -60,6 +60,8 @@ mod tests {
             (EngineError::InvalidPriority("text".into()), "invalid_priority"),
             (EngineError::QueueFull("q".into()), "queue_full"),
             (EngineError::StorageUnavailable("disk full".into()), "storage_unavailable"),
+            (EngineError::PayloadTooLarge("big".into()), "message_too_large"),
+            (EngineError::MemoryLimit("full".into()), "memory_limit"),
         ];
         for (err, code) in cases {
             assert_eq!(WsError::from(err).code, code);
