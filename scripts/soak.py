@@ -234,12 +234,14 @@ def consume_one(worker: Worker, ledger: Ledger, consumer_id: str, lock_secs: int
 
 
 def consumer(n: int, target: Target, ledger: Ledger, stop: threading.Event,
-             lock_secs: int) -> None:
+             lock_secs: int, pause: float) -> None:
+    """Consumes and acks; `pause` seconds after each message make a slow consumer."""
     worker = Worker(target, ledger)
     try:
         while not stop.is_set():
             try:
-                consume_one(worker, ledger, f"soak-{n}", lock_secs, lambda _id: None)
+                if consume_one(worker, ledger, f"soak-{n}", lock_secs, lambda _id: None):
+                    stop.wait(pause)
             except CUT_OFF:
                 time.sleep(0.05)
     finally:
@@ -321,7 +323,7 @@ def run(args) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="qrusty-soak-")
     data_dir = Path(tmp.name)
     env = {"QRUSTY_FSYNC": "always", "RUST_LOG": "warn"}
-    server = Server(Path(args.binary), "wal", data_dir=data_dir, extra_env=env)
+    server = Server(Path(args.binary), args.storage, data_dir=data_dir, extra_env=env)
     restarts: list[float] = []
     failures: list[str] = []
     stop_load = threading.Event()
@@ -348,7 +350,8 @@ def run(args) -> int:
                                           args.rate / args.publishers))
                    for n in range(args.publishers)]
         workers += [threading.Thread(target=consumer, daemon=True,
-                                     args=(n, target, ledger, stop_load, args.lock_seconds))
+                                     args=(n, target, ledger, stop_load, args.lock_seconds,
+                                           args.consumer_pause))
                     for n in range(args.consumers)]
         for w in workers:
             w.start()
@@ -445,6 +448,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=400.0, help="messages/s, all publishers")
     p.add_argument("--lock-seconds", type=int, default=5,
                    help="lock timeout of each consume; held locks of a killed run expire")
+    p.add_argument("--consumer-pause", type=float, default=0.0,
+                   help="seconds each consumer waits after a message: a backlog builds up")
+    p.add_argument("--storage", choices=("wal", "memory"), default="wal",
+                   help="memory loses everything at each kill: a check that the soak notices")
     p.add_argument("--max-rss-mb", type=int, default=512)
     p.add_argument("--max-disk-mb", type=int, default=1024)
     args = p.parse_args(argv)

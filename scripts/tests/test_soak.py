@@ -1,9 +1,16 @@
 """Tests of scripts/soak.py's bookkeeping: what counts as lost, what counts as an acked
 message that came back, and the memory and disk readings."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import soak
+
+ROOT = Path(__file__).resolve().parents[2]
+DEBUG_BIN = ROOT / "target" / "debug" / "qrusty"
 
 
 def test_a_confirmed_publish_that_was_never_acked_nor_drained_is_lost():
@@ -72,3 +79,17 @@ def test_refusals_of_limits_are_counted_and_other_replies_are_errors():
 def test_nonsense_arguments_are_refused(bad):
     with pytest.raises(SystemExit):
         soak.parse_args(["--binary", "x", *bad])
+
+
+@pytest.mark.skipif(not DEBUG_BIN.exists(), reason="needs the debug build (make debug-build)")
+def test_the_soak_notices_a_server_that_forgets_what_it_acknowledged():
+    # Memory mode loses every queued message at a kill, and a slow consumer makes sure
+    # there are some: the soak must say so and fail.
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "soak.py"), "--binary", str(DEBUG_BIN),
+         "--storage", "memory", "--duration", "6", "--kill-every", "3", "--rate", "200",
+         "--publishers", "2", "--consumers", "1", "--consumer-pause", "0.05"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "confirmed publishes lost" in proc.stdout, proc.stdout
