@@ -323,6 +323,7 @@ def run(args) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="qrusty-soak-")
     data_dir = Path(tmp.name)
     env = {"QRUSTY_FSYNC": "always", "RUST_LOG": "warn"}
+    env.update(args.env)
     server = Server(Path(args.binary), args.storage, data_dir=data_dir, extra_env=env)
     restarts: list[float] = []
     failures: list[str] = []
@@ -438,6 +439,13 @@ def print_summary(args, ledger: Ledger, peaks: Peaks, restarts: list[float],
           f"(bound {args.max_disk_mb}; {peaks.samples} samples)")
 
 
+def env_setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE")
+    return name, value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--binary", required=True, help="the qrusty binary to run")
@@ -452,6 +460,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds each consumer waits after a message: a backlog builds up")
     p.add_argument("--storage", choices=("wal", "memory"), default="wal",
                    help="memory loses everything at each kill: a check that the soak notices")
+    p.add_argument("--env", action="append", default=[], type=env_setting,
+                   metavar="NAME=VALUE", help="a setting for the server, e.g. a limit")
     p.add_argument("--max-rss-mb", type=int, default=512)
     p.add_argument("--max-disk-mb", type=int, default=1024)
     args = p.parse_args(argv)

@@ -74,8 +74,14 @@ def test_refusals_of_limits_are_counted_and_other_replies_are_errors():
     assert len(ledger.errors) == 1
 
 
+def test_server_settings_are_name_value_pairs():
+    args = soak.parse_args(["--binary", "x", "--env", "QRUSTY_MAX_MEMORY_BYTES=1000",
+                            "--env", "A=b=c"])
+    assert dict(args.env) == {"QRUSTY_MAX_MEMORY_BYTES": "1000", "A": "b=c"}
+
+
 @pytest.mark.parametrize("bad", [["--duration", "0"], ["--kill-every", "-1"],
-                                 ["--consumers", "0"]])
+                                 ["--consumers", "0"], ["--env", "NOEQUALS"]])
 def test_nonsense_arguments_are_refused(bad):
     with pytest.raises(SystemExit):
         soak.parse_args(["--binary", "x", *bad])
