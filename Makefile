@@ -31,8 +31,8 @@ DEPS_STAMP := target/.deps-$(shell $(PYTHON) -c 'import sys; print(sys.version_i
 
 .PHONY: help all build debug-build doc machete lint script-lint deps test rust-test \
 	python-test ui-test schema-test requirements-check traceability traceability-check \
-	traceability-report smoke-test smoke-test-memory soak soak-short coverage coverage-html llvm-cov-tools \
-	bench fuzz run docker docker-lint docker-check
+	traceability-report smoke-test smoke-test-memory soak soak-short coverage coverage-html \
+	llvm-cov-tools bench fuzz run docker docker-lint docker-check
 
 help:
 	@echo "make all                everything CI checks, plus doc and machete"

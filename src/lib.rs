@@ -12,8 +12,9 @@
 //!   code that changes state, for live traffic and for replay alike.
 //! - [`http`] and [`ws`]: translate the wire into engine calls; each maps engine errors to
 //!   status codes or error frames in one place. [`ui`] serves the embedded web UI.
-//! - [`server`] binds one listener for all of them ([`listener`] caps its connections); [`config`] reads flags and environment;
-//!   [`logs`] installs tracing and keeps the history that `subscribe-logs` streams.
+//! - [`server`] binds one listener for all of them ([`listener`] caps its connections);
+//!   [`config`] reads flags and environment; [`logs`] installs tracing and keeps the
+//!   history that `subscribe-logs` streams.
 //!
 //! # How a publish travels
 //!
