@@ -25,6 +25,8 @@ const REFUSAL_TIME: Duration = Duration::from_secs(2);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A connection that holds its permit (if the cap is on) for as long as it lives.
+// Limitation: no idle timeout: an idle keep-alive connection keeps its permit until the
+// client closes it.
 pub struct Conn {
     stream: TcpStream,
     _permit: Option<OwnedSemaphorePermit>,

@@ -73,6 +73,7 @@ async fn the_gauge_follows_every_change_and_survives_restarts_and_checkpoints() 
     // Restart from a checkpoint: snapshots charge the same.
     let report = e.compact().unwrap();
     assert_eq!((report.messages, report.dead_letters), (14 + 20, 3));
+    assert_eq!(e.memory_held(), live, "a compaction changes nothing held");
     drop(e);
     let e = open(dir.path(), &clock);
     assert_eq!(e.memory_held(), live);
