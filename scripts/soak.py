@@ -3,7 +3,7 @@
 restarted every --kill-every seconds, for --duration seconds.
 
 The server runs on 127.0.0.1 with a temporary data directory (wal storage, fsync
-always). Publishers send single publishes and small batches at a bounded rate;
+always, 1 MiB segments so that compaction runs too; --env changes settings). Publishers send single publishes and small batches at a bounded rate;
 consumers long-poll, and ack what they get. Every reply is booked in a ledger:
 
 - a publish that got 200 is *confirmed*; one whose reply was lost (the kill cut the
@@ -322,7 +322,9 @@ def run(args) -> int:
     peaks = Peaks()
     tmp = tempfile.TemporaryDirectory(prefix="qrusty-soak-")
     data_dir = Path(tmp.name)
-    env = {"QRUSTY_FSYNC": "always", "RUST_LOG": "warn"}
+    # 1 MiB segments: the log rolls every half minute or so at the default rate, so
+    # compactions run, and get killed, during the soak as well.
+    env = {"QRUSTY_FSYNC": "always", "RUST_LOG": "warn", "QRUSTY_SEGMENT_BYTES": "1048576"}
     env.update(args.env)
     server = Server(Path(args.binary), args.storage, data_dir=data_dir, extra_env=env)
     restarts: list[float] = []
