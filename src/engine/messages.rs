@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::queue::Message;
 use super::rates::Counters;
 use super::record::{MsgId, PublishedMessage, Record};
-use super::txn::{Pending, Txn};
+use super::txn::{Applied, Pending, Txn};
 use super::types::*;
 use super::{
     validate_queue_name, Engine, EngineError, Result, MAX_CONSUME_BATCH, MAX_TIMEOUT_SECS,
@@ -94,16 +94,30 @@ impl Engine {
     /// Publishes one message; an unknown queue is created with the default config.
     /// Returns the message id.
     pub async fn publish(&self, queue: &str, msg: NewMessage) -> Result<String> {
-        let mut ids = self.publish_batch(queue, vec![msg]).await?;
-        Ok(ids.pop().unwrap_or_default())
+        self.apply_publish(queue, msg)?.durable().await
+    }
+
+    /// [`Engine::publish`] up to the wait for durability.
+    pub fn apply_publish(&self, queue: &str, msg: NewMessage) -> Result<Applied<String>> {
+        let applied = self.apply_publish_batch(queue, vec![msg])?;
+        Ok(applied.map(|mut ids| ids.pop().unwrap_or_default()))
     }
 
     /// Publishes several messages as one all-or-nothing durable write.
     /// Requirements: API-0029, DLV-0019, DLV-0025
     pub async fn publish_batch(&self, queue: &str, msgs: Vec<NewMessage>) -> Result<Vec<String>> {
+        self.apply_publish_batch(queue, msgs)?.durable().await
+    }
+
+    /// [`Engine::publish_batch`] up to the wait for durability.
+    pub fn apply_publish_batch(
+        &self,
+        queue: &str,
+        msgs: Vec<NewMessage>,
+    ) -> Result<Applied<Vec<String>>> {
         validate_queue_name(queue)?;
         if msgs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Applied::new(Pending::none(), Vec::new()));
         }
         let created = self.ensure_queue(queue)?;
         let (pending, ids) = {
@@ -152,8 +166,7 @@ impl Engine {
             self.totals.published.fetch_add(n, AtomicOrdering::Relaxed);
             (created.then(txn.finish()), ids)
         };
-        pending.wait().await?;
-        Ok(ids)
+        Ok(Applied::new(pending, ids))
     }
 
     /// Takes up to `max` messages, locking each to `consumer_id` for `timeout_secs`.
@@ -249,6 +262,11 @@ impl Engine {
 
     /// Requirements: DLV-0008
     pub async fn ack(&self, queue: &str, id: &str, holder: &Holder) -> Result<()> {
+        self.apply_ack(queue, id, holder)?.durable().await
+    }
+
+    /// [`Engine::ack`] up to the wait for durability.
+    pub fn apply_ack(&self, queue: &str, id: &str, holder: &Holder) -> Result<Applied<()>> {
         let id = parse_id(id);
         let (pending, ()) = self.with_queue(
             queue,
@@ -264,10 +282,20 @@ impl Engine {
                 Ok(())
             },
         )?;
-        pending.wait().await
+        Ok(Applied::new(pending, ()))
     }
 
     pub async fn nack(&self, queue: &str, id: &str, holder: &Holder) -> Result<NackOutcome> {
+        self.apply_nack(queue, id, holder)?.durable().await
+    }
+
+    /// [`Engine::nack`] up to the wait for durability.
+    pub fn apply_nack(
+        &self,
+        queue: &str,
+        id: &str,
+        holder: &Holder,
+    ) -> Result<Applied<NackOutcome>> {
         let id = parse_id(id);
         let (pending, outcome) = self.with_queue(
             queue,
@@ -282,8 +310,7 @@ impl Engine {
                 Ok(outcome)
             },
         )?;
-        pending.wait().await?;
-        Ok(outcome)
+        Ok(Applied::new(pending, outcome))
     }
 
     /// Requirements: DLV-0009, DLV-0010
@@ -331,6 +358,16 @@ impl Engine {
         consumer_id: &str,
         ids: &[String],
     ) -> Result<AckBatchOutcome> {
+        self.apply_ack_batch(queue, consumer_id, ids)?.durable().await
+    }
+
+    /// [`Engine::ack_batch`] up to the wait for durability.
+    pub fn apply_ack_batch(
+        &self,
+        queue: &str,
+        consumer_id: &str,
+        ids: &[String],
+    ) -> Result<Applied<AckBatchOutcome>> {
         let all_missing = || Ok(AckBatchOutcome { acked: vec![], not_found: ids.to_vec() });
         let (pending, out) = self.with_queue(queue, all_missing, |txn| {
             let (mut held, not_found) = Self::held_ids(txn, consumer_id, ids);
@@ -347,8 +384,7 @@ impl Engine {
             self.totals.acked.fetch_add(n, AtomicOrdering::Relaxed);
             Ok(AckBatchOutcome { acked: held.iter().map(format_id).collect(), not_found })
         })?;
-        pending.wait().await?;
-        Ok(out)
+        Ok(Applied::new(pending, out))
     }
 
     /// Requirements: DLV-0024
@@ -358,6 +394,16 @@ impl Engine {
         consumer_id: &str,
         ids: &[String],
     ) -> Result<NackBatchOutcome> {
+        self.apply_nack_batch(queue, consumer_id, ids)?.durable().await
+    }
+
+    /// [`Engine::nack_batch`] up to the wait for durability.
+    pub fn apply_nack_batch(
+        &self,
+        queue: &str,
+        consumer_id: &str,
+        ids: &[String],
+    ) -> Result<Applied<NackBatchOutcome>> {
         let all_missing = || Ok(NackBatchOutcome { not_found: ids.to_vec(), ..Default::default() });
         let (pending, out) = self.with_queue(queue, all_missing, |txn| {
             let (held, not_found) = Self::held_ids(txn, consumer_id, ids);
@@ -382,8 +428,7 @@ impl Engine {
             self.count_nacks(&txn.counters(), &outcomes);
             Ok(out)
         })?;
-        pending.wait().await?;
-        Ok(out)
+        Ok(Applied::new(pending, out))
     }
 
     /// Extends a held lock to now + `timeout_secs`; returns the new deadline (epoch ms).
@@ -395,6 +440,17 @@ impl Engine {
         holder: &Holder,
         timeout_secs: u64,
     ) -> Result<u64> {
+        self.apply_renew(queue, id, holder, timeout_secs)?.durable().await
+    }
+
+    /// [`Engine::renew`] up to the wait for durability.
+    pub fn apply_renew(
+        &self,
+        queue: &str,
+        id: &str,
+        holder: &Holder,
+        timeout_secs: u64,
+    ) -> Result<Applied<u64>> {
         check_timeout(timeout_secs)?;
         let id = parse_id(id);
         let (pending, deadline_ms) = self.with_queue(
@@ -410,8 +466,7 @@ impl Engine {
                 Ok(deadline_ms)
             },
         )?;
-        pending.wait().await?;
-        Ok(deadline_ms)
+        Ok(Applied::new(pending, deadline_ms))
     }
 
     /// Puts every message locked by `consumer_id` back in its queue at once,

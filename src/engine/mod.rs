@@ -37,6 +37,7 @@ use crate::clock::Clock;
 use crate::wal::{self, FileSystem, Ticket, Wal, WalOptions};
 
 pub use self::names::validate_queue_name;
+pub use self::txn::Applied;
 
 /// Where the engine keeps its records.
 /// Requirements: PER-0027

@@ -51,6 +51,33 @@ impl Pending {
     }
 }
 
+/// A change that has taken effect in memory and been handed to the log, with its result.
+/// The result may go to the client once [`Applied::durable`] returns: everything that
+/// decides the order of changes has happened by the time this value exists, so a caller
+/// may start later changes before waiting on this one.
+#[must_use]
+pub struct Applied<T> {
+    pending: Pending,
+    value: T,
+}
+
+impl<T> Applied<T> {
+    pub(super) fn new(pending: Pending, value: T) -> Applied<T> {
+        Applied { pending, value }
+    }
+
+    /// Changes the result without touching what the client waits for.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Applied<U> {
+        Applied { pending: self.pending, value: f(self.value) }
+    }
+
+    /// Waits until the change is durable (at once in memory mode), then yields the result.
+    pub async fn durable(self) -> Result<T> {
+        self.pending.wait().await?;
+        Ok(self.value)
+    }
+}
+
 impl<'a> Txn<'a> {
     pub fn begin(engine: &'a Engine, queue: &'a Queue) -> Txn<'a> {
         Txn { engine, queue, state: queue.state.lock(), ticket: None, wake: false }

@@ -1,5 +1,6 @@
 //! What each request type does. Requests of one connection take effect one at a time, in
-//! arrival order; writes then wait for their fsync side by side (see `start_write`).
+//! arrival order; writes then wait for their fsync side by side (see `start_write`), so
+//! the handlers of connection-local requests may freely change the connection's state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,9 +11,9 @@ use serde_json::{Map, Value};
 use super::errors::WsError;
 use super::logstream::LogStream;
 use super::outbound::Outbound;
-use super::protocol::Request;
+use super::protocol::{LocalRequest, WriteRequest};
 use super::subscription::Subscription;
-use crate::engine::{Engine, EngineError, Holder, NewMessage};
+use crate::engine::{Applied, Engine, EngineError, Holder, NewMessage};
 use crate::logs::LogHub;
 
 /// One connection's state: its identity, subscriptions and log stream.
@@ -37,60 +38,65 @@ fn ok_with(fields: impl IntoIterator<Item = (&'static str, Value)>) -> Reply {
     Ok(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
-/// A request whose reply waits only for the durability of what it already did.
+/// The reply to a write that has taken effect, once the write is durable.
 pub type Write = BoxFuture<'static, Reply>;
 
+/// Waits for an applied change to become durable, keeping an early refusal as it is.
+async fn durable<T>(applied: Result<Applied<T>, EngineError>) -> Result<T, EngineError> {
+    applied?.durable().await
+}
+
 impl Connection {
-    /// Starts a request that changes queue state and touches nothing of the connection
-    /// (publish, ack, nack, their batches, renew); any other request comes back as `Err`.
-    ///
-    /// Every engine call made here applies its change before its first wait, so the
-    /// first poll of the returned future is when the request takes effect: the session
-    /// polls it once at once, in arrival order, and only the wait for the fsync overlaps
-    /// with later requests.
-    /// Requirements: WS-0002, WS-0008, WS-0012, WS-0016, WS-0017
-    pub fn start_write(&self, request: Request) -> Result<Write, Request> {
-        let engine = Arc::clone(&self.engine);
-        let holder = |lock_token| self.holder(lock_token);
-        let conn_id = Arc::clone(&self.conn_id);
-        Ok(match request {
-            Request::Publish { queue, payload, priority, max_retries } => Box::pin(async move {
+    /// Makes a write take effect now and returns its reply, which waits for the fsync.
+    /// Every state change happens before this returns, so the session can take the next
+    /// request at once while this one's fsync is pending, and one fsync may cover both.
+    /// Requirements: WS-0002, WS-0008, WS-0016, WS-0017, WS-0029
+    pub fn start_write(&self, request: WriteRequest) -> Write {
+        let engine = &self.engine;
+        match request {
+            WriteRequest::Publish { queue, payload, priority, max_retries } => {
                 let msg = NewMessage { priority, payload, max_retries };
-                let id = engine.publish(&queue, msg).await?;
-                ok_with([("id", Value::String(id))])
-            }),
-            Request::Ack { queue, id, lock_token } => {
-                let holder = holder(lock_token);
-                Box::pin(
-                    async move { not_held_is_ok(engine.ack(&queue, &id, &holder).await.map(drop)) },
-                )
+                let applied = engine.apply_publish(&queue, msg);
+                Box::pin(async move { ok_with([("id", Value::String(durable(applied).await?))]) })
             }
-            Request::Nack { queue, id, lock_token } => {
-                let holder = holder(lock_token);
+            WriteRequest::Ack { queue, id, lock_token } => {
+                let applied = engine.apply_ack(&queue, &id, &self.holder(lock_token));
+                Box::pin(async move { not_held_is_ok(durable(applied).await) })
+            }
+            WriteRequest::Nack { queue, id, lock_token } => {
+                let applied = engine.apply_nack(&queue, &id, &self.holder(lock_token));
+                Box::pin(async move { not_held_is_ok(durable(applied).await.map(drop)) })
+            }
+            WriteRequest::BatchAck { queue, ids } => {
+                let applied = engine.apply_ack_batch(&queue, &self.conn_id, &ids);
                 Box::pin(async move {
-                    not_held_is_ok(engine.nack(&queue, &id, &holder).await.map(drop))
+                    let acked = match durable(applied).await {
+                        Ok(outcome) => outcome.acked.len(),
+                        Err(EngineError::QueueNotFound(_)) => 0,
+                        Err(err) => return Err(err.into()),
+                    };
+                    ok_with([("acked", Value::from(acked))])
                 })
             }
-            Request::BatchAck { queue, ids } => Box::pin(async move {
-                let acked = match engine.ack_batch(&queue, &conn_id, &ids).await {
-                    Ok(outcome) => outcome.acked.len(),
-                    Err(EngineError::QueueNotFound(_)) => 0,
-                    Err(err) => return Err(err.into()),
-                };
-                ok_with([("acked", Value::from(acked))])
-            }),
-            Request::BatchNack { queue, ids } => Box::pin(async move {
-                let (unlocked, dropped) = match engine.nack_batch(&queue, &conn_id, &ids).await {
-                    Ok(outcome) => (outcome.unlocked.len(), outcome.dead_lettered.len()),
-                    Err(EngineError::QueueNotFound(_)) => (0, 0),
-                    Err(err) => return Err(err.into()),
-                };
-                ok_with([("unlocked", Value::from(unlocked)), ("dropped", Value::from(dropped))])
-            }),
-            Request::Renew { queue, id, lock_token, timeout_secs } => {
-                let holder = holder(lock_token);
+            WriteRequest::BatchNack { queue, ids } => {
+                let applied = engine.apply_nack_batch(&queue, &self.conn_id, &ids);
                 Box::pin(async move {
-                    match engine.renew(&queue, &id, &holder, timeout_secs).await {
+                    let (unlocked, dropped) = match durable(applied).await {
+                        Ok(outcome) => (outcome.unlocked.len(), outcome.dead_lettered.len()),
+                        Err(EngineError::QueueNotFound(_)) => (0, 0),
+                        Err(err) => return Err(err.into()),
+                    };
+                    ok_with([
+                        ("unlocked", Value::from(unlocked)),
+                        ("dropped", Value::from(dropped)),
+                    ])
+                })
+            }
+            WriteRequest::Renew { queue, id, lock_token, timeout_secs } => {
+                let applied =
+                    engine.apply_renew(&queue, &id, &self.holder(lock_token), timeout_secs);
+                Box::pin(async move {
+                    match durable(applied).await {
                         Ok(until_ms) => ok_with([("locked_until_ms", Value::from(until_ms))]),
                         // A queue this connection holds nothing in: the message is not ours.
                         Err(EngineError::QueueNotFound(_)) => Err(EngineError::NotLocked.into()),
@@ -98,29 +104,21 @@ impl Connection {
                     }
                 })
             }
-            other => return Err(other),
-        })
-    }
-
-    /// Runs any request to its reply.
-    pub async fn handle(&mut self, request: Request) -> Reply {
-        match self.start_write(request) {
-            Ok(write) => write.await,
-            Err(request) => self.handle_local(request).await,
         }
     }
 
-    /// The requests that change the connection itself: subscriptions and log streams.
-    async fn handle_local(&mut self, request: Request) -> Reply {
+    /// Runs a request that changes the connection itself to its reply.
+    /// Requirements: WS-0010, WS-0011, WS-0012, WS-0018
+    pub async fn handle_local(&mut self, request: LocalRequest) -> Reply {
         match request {
-            Request::Subscribe { queue, credits } => self.subscribe(queue, credits),
-            Request::Unsubscribe { queue } => {
+            LocalRequest::Subscribe { queue, credits } => self.subscribe(queue, credits),
+            LocalRequest::Unsubscribe { queue } => {
                 if let Some(sub) = self.subscriptions.remove(&queue) {
                     sub.stop().await;
                 }
                 ok()
             }
-            Request::Credit { queue, credits } => match self.subscriptions.get(&queue) {
+            LocalRequest::Credit { queue, credits } => match self.subscriptions.get(&queue) {
                 Some(sub) => {
                     sub.credits.add(credits);
                     ok()
@@ -130,7 +128,7 @@ impl Connection {
                     format!("not subscribed to queue '{queue}'"),
                 )),
             },
-            Request::SubscribeLogs => {
+            LocalRequest::SubscribeLogs => {
                 let Some(feed) = self.logs.subscribe() else {
                     return Err(WsError::new("not_available", "log streaming not configured"));
                 };
@@ -141,14 +139,12 @@ impl Connection {
                 self.log_stream = Some(LogStream::start(feed, self.out.clone()));
                 ok()
             }
-            Request::UnsubscribeLogs => {
+            LocalRequest::UnsubscribeLogs => {
                 if let Some(old) = self.log_stream.take() {
                     old.stop().await;
                 }
                 ok()
             }
-            // `handle` sends these to `start_write`, which takes every one of them.
-            _ => unreachable!("a write request reached handle_local"),
         }
     }
 

@@ -27,14 +27,26 @@ pub struct Envelope {
 /// One client request, its fields checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
+    Write(WriteRequest),
+    Local(LocalRequest),
+}
+
+/// A request that changes queue state and nothing of the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteRequest {
     Publish { queue: String, payload: String, priority: Priority, max_retries: u32 },
-    Subscribe { queue: String, credits: Option<u64> },
-    Unsubscribe { queue: String },
     Ack { queue: String, id: String, lock_token: Option<String> },
     Nack { queue: String, id: String, lock_token: Option<String> },
     BatchAck { queue: String, ids: Vec<String> },
     BatchNack { queue: String, ids: Vec<String> },
     Renew { queue: String, id: String, lock_token: Option<String>, timeout_secs: u64 },
+}
+
+/// A request that changes the connection: its subscriptions and its log stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalRequest {
+    Subscribe { queue: String, credits: Option<u64> },
+    Unsubscribe { queue: String },
     Credit { queue: String, credits: u64 },
     SubscribeLogs,
     UnsubscribeLogs,
@@ -65,53 +77,52 @@ fn parse_request(obj: &Map<String, Value>) -> Result<Request, WsError> {
         return Err(WsError::invalid_request("missing 'type' field"));
     };
     let f = Fields { obj, op: kind };
-    let request = match kind {
-        "publish" => Request::Publish {
+    use LocalRequest as L;
+    use WriteRequest as W;
+    let write = |w| Ok(Request::Write(w));
+    let local = |l| Ok(Request::Local(l));
+    match kind {
+        "publish" => write(W::Publish {
             queue: f.required_str("queue")?,
             payload: f.required_str("payload")?,
             priority: f.priority()?,
             max_retries: f.max_retries()?,
-        },
+        }),
         // 0.15.0: credits that are not a non-negative integer mean "unlimited".
-        "subscribe" => Request::Subscribe {
+        "subscribe" => local(L::Subscribe {
             queue: f.required_str("queue")?,
             credits: obj.get("credits").and_then(Value::as_u64),
-        },
-        "unsubscribe" => Request::Unsubscribe { queue: f.required_str("queue")? },
-        "ack" => Request::Ack {
+        }),
+        "unsubscribe" => local(L::Unsubscribe { queue: f.required_str("queue")? }),
+        "ack" => write(W::Ack {
             queue: f.required_str("queue")?,
             id: f.required_str("id")?,
             lock_token: f.optional_str("lock_token")?,
-        },
-        "nack" => Request::Nack {
+        }),
+        "nack" => write(W::Nack {
             queue: f.required_str("queue")?,
             id: f.required_str("id")?,
             lock_token: f.optional_str("lock_token")?,
-        },
-        "batch-ack" => Request::BatchAck { queue: f.required_str("queue")?, ids: f.ids()? },
-        "batch-nack" => Request::BatchNack { queue: f.required_str("queue")?, ids: f.ids()? },
-        "renew" => Request::Renew {
+        }),
+        "batch-ack" => write(W::BatchAck { queue: f.required_str("queue")?, ids: f.ids()? }),
+        "batch-nack" => write(W::BatchNack { queue: f.required_str("queue")?, ids: f.ids()? }),
+        "renew" => write(W::Renew {
             queue: f.required_str("queue")?,
             id: f.required_str("id")?,
             lock_token: f.optional_str("lock_token")?,
             timeout_secs: f.timeout_secs()?,
-        },
+        }),
         "credit" => {
             let queue = f.required_str("queue")?;
             match obj.get("credits").and_then(Value::as_u64) {
-                Some(credits) if credits >= 1 => Request::Credit { queue, credits },
-                _ => {
-                    return Err(WsError::invalid_request(
-                        "credit requires positive 'credits' field",
-                    ))
-                }
+                Some(credits) if credits >= 1 => local(L::Credit { queue, credits }),
+                _ => Err(WsError::invalid_request("credit requires positive 'credits' field")),
             }
         }
-        "subscribe-logs" => Request::SubscribeLogs,
-        "unsubscribe-logs" => Request::UnsubscribeLogs,
-        other => return Err(WsError::new("unknown_type", format!("unknown frame type '{other}'"))),
-    };
-    Ok(request)
+        "subscribe-logs" => local(L::SubscribeLogs),
+        "unsubscribe-logs" => local(L::UnsubscribeLogs),
+        other => Err(WsError::new("unknown_type", format!("unknown frame type '{other}'"))),
+    }
 }
 
 /// The fields of one request object, with the operation name for error messages.
@@ -307,15 +318,18 @@ mod tests {
     fn publish_defaults_and_checks() {
         assert_eq!(
             request(r#"{"type":"publish","queue":"q","payload":"p"}"#).unwrap(),
-            Request::Publish {
+            Request::Write(WriteRequest::Publish {
                 queue: "q".into(),
                 payload: "p".into(),
                 priority: Priority::Num(0),
                 max_retries: DEFAULT_MAX_RETRIES,
-            }
+            })
         );
         let text = r#"{"type":"publish","queue":"q","payload":"p","priority":"hi"}"#;
-        assert!(matches!(request(text), Ok(Request::Publish { priority: Priority::Text(_), .. })));
+        assert!(matches!(
+            request(text),
+            Ok(Request::Write(WriteRequest::Publish { priority: Priority::Text(_), .. }))
+        ));
         for bad in ["-1", "1.5", "true", "{}", "18446744073709551616"] {
             let text =
                 format!(r#"{{"type":"publish","queue":"q","payload":"p","priority":{bad}}}"#);
@@ -334,7 +348,7 @@ mod tests {
     #[test]
     fn subscribe_credits_follow_the_loose_0_15_rule() {
         let credits = |text: &str| match request(text).unwrap() {
-            Request::Subscribe { credits, .. } => credits,
+            Request::Local(LocalRequest::Subscribe { credits, .. }) => credits,
             other => panic!("{other:?}"),
         };
         assert_eq!(credits(r#"{"type":"subscribe","queue":"q","credits":0}"#), Some(0));
@@ -356,7 +370,10 @@ mod tests {
     #[test]
     fn renew_timeout_is_optional_and_bounded() {
         let text = r#"{"type":"renew","queue":"q","id":"i"}"#;
-        assert!(matches!(request(text), Ok(Request::Renew { timeout_secs: 30, .. })));
+        assert!(matches!(
+            request(text),
+            Ok(Request::Write(WriteRequest::Renew { timeout_secs: 30, .. }))
+        ));
         let text = r#"{"type":"renew","queue":"q","id":"i","timeout_seconds":43201}"#;
         assert_eq!(code(text), "invalid_timeout");
     }
@@ -367,7 +384,10 @@ mod tests {
         let text = r#"{"type":"batch-ack","queue":"q","ids":["a",1,null,"b"]}"#;
         assert_eq!(
             request(text).unwrap(),
-            Request::BatchAck { queue: "q".into(), ids: vec!["a".into(), "b".into()] }
+            Request::Write(WriteRequest::BatchAck {
+                queue: "q".into(),
+                ids: vec!["a".into(), "b".into()]
+            })
         );
         assert_eq!(code(r#"{"type":"batch-nack","queue":"q","ids":"a"}"#), "invalid_request");
     }

@@ -5,10 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
-
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
@@ -85,9 +81,13 @@ pub async fn run(socket: WebSocket, engine: Arc<Engine>, logs: Arc<LogHub>, opts
         } else if message.is_pong() {
             *last_pong.lock() = Instant::now();
         } else if message.is_close() {
+            // Limitation: once the client's Close is read the socket takes no more data
+            // frames, so replies to writes still waiting for their fsync are not sent. The
+            // writes themselves have taken effect and are made durable all the same.
             break;
+        } else {
+            // Pings: the protocol layer answers them with a pong by itself.
         }
-        // Pings: the protocol layer answers them with a pong by itself.
     }
 
     keepalive.abort();
@@ -108,30 +108,22 @@ type InFlight = FuturesOrdered<BoxFuture<'static, Option<String>>>;
 const MAX_IN_FLIGHT: usize = 256;
 
 /// Makes the request take effect now and returns its reply, ready or still waiting for
-/// the fsync. A write's future is polled once here, which is when the engine applies it
-/// (see `Connection::start_write`); everything else runs to its end before the next
-/// request is read.
+/// the fsync. A write is applied before `start_write` returns; a connection-local request
+/// runs to its end before the next request is read.
 async fn start(
     conn: &mut Connection,
     request: Result<Request, WsError>,
     envelope: Envelope,
 ) -> BoxFuture<'static, Option<String>> {
-    let result = match request.map(|r| conn.start_write(r)) {
-        Ok(Ok(mut write)) => match poll_once(&mut write).await {
-            Poll::Ready(result) => result,
-            Poll::Pending => {
-                return Box::pin(async move { render(write.await, envelope) });
-            }
-        },
-        Ok(Err(local)) => conn.handle(local).await,
+    let result = match request {
+        Ok(Request::Write(write)) => {
+            let reply = conn.start_write(write);
+            return Box::pin(async move { render(reply.await, envelope) });
+        }
+        Ok(Request::Local(local)) => conn.handle_local(local).await,
         Err(err) => Err(err),
     };
     Box::pin(std::future::ready(render(result, envelope)))
-}
-
-/// Polls a future exactly once with the task's own waker.
-async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
 }
 
 fn render(result: Result<Map<String, Value>, WsError>, envelope: Envelope) -> Option<String> {
