@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crossbeam_skiplist::SkipMap;
+
 use super::index::ReadyKey;
 use super::record::{MsgId, PublishedMessage, Record, SnapshotDeadLetter, SnapshotMessage};
 use super::types::{Priority, QueueConfig};
@@ -25,9 +27,7 @@ pub struct Message {
     pub max_retries: u32,
     pub retry_count: u32,
     pub created_at_ns: u64,
-    /// Boxed: most messages are not locked, and every message pays for this field in the
-    /// id map (8 bytes instead of 32).
-    pub lock: Option<Box<Lock>>,
+    pub lock: Option<Lock>,
 }
 
 #[derive(Clone, Debug)]
@@ -55,12 +55,10 @@ pub struct QueueState {
     // allocation and the ready index entry. Replay rebuilds all three per message, which is
     // most of the restart time.
     msgs: HashMap<MsgId, Message>,
-    /// Ready (unlocked) messages by delivery order. B-trees, not concurrent skip lists:
-    /// the queue's mutex already serialises every access, and a B-tree node packs many
-    /// entries, with no per-entry allocation or atomic reference count.
-    ready: BTreeMap<ReadyKey, MsgId>,
+    /// Ready (unlocked) messages by delivery order.
+    ready: SkipMap<ReadyKey, MsgId>,
     /// Locked messages by (deadline, seq): the first entry is the next lock to expire.
-    locks: BTreeMap<(u64, u64), MsgId>,
+    locks: SkipMap<(u64, u64), MsgId>,
     /// Dead letters in the order they died.
     dead: BTreeMap<u64, DeadLetter>,
     dead_index: HashMap<MsgId, u64>,
@@ -77,8 +75,8 @@ impl QueueState {
             name,
             config,
             msgs: HashMap::new(),
-            ready: BTreeMap::new(),
-            locks: BTreeMap::new(),
+            ready: SkipMap::new(),
+            locks: SkipMap::new(),
             dead: BTreeMap::new(),
             dead_index: HashMap::new(),
             next_dead: 0,
@@ -115,12 +113,12 @@ impl QueueState {
     /// The next `max` ready messages in delivery order.
     /// Requirements: SCH-0011
     pub fn peek_ready(&self, max: usize) -> Vec<MsgId> {
-        self.ready.values().take(max).copied().collect()
+        self.ready.iter().take(max).map(|e| *e.value()).collect()
     }
 
     /// Locks whose deadline is at or before `now_ms`, earliest first.
     pub fn due_locks(&self, now_ms: u64) -> Vec<MsgId> {
-        self.locks.range(..=(now_ms, u64::MAX)).map(|(_, id)| *id).collect()
+        self.locks.range(..=(now_ms, u64::MAX)).map(|e| *e.value()).collect()
     }
 
     /// How many locks have expired by `now_ms`, without changing anything: stats read this
@@ -128,8 +126,8 @@ impl QueueState {
     pub fn due_lock_split(&self, now_ms: u64) -> (u64, u64) {
         let mut requeue = 0;
         let mut dead = 0;
-        for id in self.locks.range(..=(now_ms, u64::MAX)).map(|(_, id)| id) {
-            match self.msgs.get(id) {
+        for e in self.locks.range(..=(now_ms, u64::MAX)) {
+            match self.msgs.get(e.value()) {
                 Some(m) if m.retry_count >= m.max_retries => dead += 1,
                 Some(_) => requeue += 1,
                 None => {}
@@ -140,20 +138,20 @@ impl QueueState {
 
     /// Deadline of the lock that expires first.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.locks.first_key_value().map(|(k, _)| k.0)
+        self.locks.front().map(|e| e.key().0)
     }
 
     /// Ids locked by `consumer`.
     pub fn locked_by(&self, consumer: &str) -> Vec<MsgId> {
         self.locks
-            .values()
-            .filter(|id| {
+            .iter()
+            .filter(|e| {
                 self.msgs
-                    .get(*id)
+                    .get(e.value())
                     .and_then(|m| m.lock.as_ref())
                     .is_some_and(|l| &*l.consumer == consumer)
             })
-            .copied()
+            .map(|e| *e.value())
             .collect()
     }
 
@@ -185,11 +183,11 @@ impl QueueState {
             Record::Locked { id, consumer, token, deadline_ms, .. } => {
                 if let Some(mut m) = self.take(id) {
                     m.retry_count = m.retry_count.saturating_add(1);
-                    m.lock = Some(Box::new(Lock {
+                    m.lock = Some(Lock {
                         consumer: Arc::from(consumer.as_str()),
                         token: *token,
                         deadline_ms: *deadline_ms,
-                    }));
+                    });
                     self.insert(m);
                 }
             }
@@ -258,8 +256,8 @@ impl QueueState {
             Record::QueuePurged { .. } => {
                 fx.removed = self.len();
                 self.msgs.clear();
-                self.ready.clear();
-                self.locks.clear();
+                self.ready = SkipMap::new();
+                self.locks = SkipMap::new();
                 if let Some(d) = self.dups.as_mut() {
                     d.clear();
                 }
@@ -298,14 +296,14 @@ impl QueueState {
             return 0;
         }
         let mut dups: HashMap<Arc<str>, u32> = HashMap::new();
-        for id in self.locks.values() {
-            if let Some(m) = self.msgs.get(id) {
+        for e in self.locks.iter() {
+            if let Some(m) = self.msgs.get(e.value()) {
                 *dups.entry(m.payload.clone()).or_default() += 1;
             }
         }
         let mut doomed = Vec::new();
-        for id in self.ready.values() {
-            let m = &self.msgs[id];
+        for e in self.ready.iter() {
+            let m = &self.msgs[e.value()];
             match dups.get_mut(&m.payload) {
                 Some(_) => doomed.push(m.id),
                 None => {
@@ -393,12 +391,10 @@ fn new_message(config: &QueueConfig, p: &PublishedMessage) -> Message {
 fn restored_message(config: &QueueConfig, snap: &SnapshotMessage) -> Message {
     let mut m = new_message(config, &snap.msg);
     m.retry_count = snap.retry_count;
-    m.lock = snap.lock.as_ref().map(|l| {
-        Box::new(Lock {
-            consumer: Arc::from(l.consumer.as_str()),
-            token: l.token,
-            deadline_ms: l.deadline_ms,
-        })
+    m.lock = snap.lock.as_ref().map(|l| Lock {
+        consumer: Arc::from(l.consumer.as_str()),
+        token: l.token,
+        deadline_ms: l.deadline_ms,
     });
     m
 }
