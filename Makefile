@@ -20,8 +20,11 @@ TEST_SOAK_SECONDS ?= 60
 TEST_SOAK_KILL_EVERY ?= 20
 # Seconds per fuzz target.
 FUZZ_SECONDS ?= 180
-# Flags for ../shared/bench/bench.sh, e.g. BENCH_FLAGS=--quick.
+# Flags for ../shared/bench/bench.sh, e.g. BENCH_FLAGS=--quick or "--quick --skip-big";
+# --quick is handed to criterion too. CRITERION_FLAGS go to criterion alone (a filter, e.g.
+# CRITERION_FLAGS=group_commit).
 BENCH_FLAGS ?=
+CRITERION_FLAGS ?= $(filter --quick,$(BENCH_FLAGS))
 BENCH_SH ?= ../shared/bench/bench.sh
 DOCKER_IMAGE ?= qrusty:latest
 TRACE_REPORT := docs/traceability_report.md
@@ -158,7 +161,7 @@ coverage-html: llvm-cov-tools
 	@echo "open target/llvm-cov/html/index.html"
 
 bench: build
-	@if [ -d benches ]; then $(CARGO) bench --locked; else echo "SKIP cargo bench: no benches/"; fi
+	$(CARGO) bench --locked -- $(CRITERION_FLAGS)
 	@if [ -f $(BENCH_SH) ]; then \
 		QRUSTY_BIN=$(abspath $(RELEASE_BIN)) bash $(BENCH_SH) $(BENCH_FLAGS); \
 	else \

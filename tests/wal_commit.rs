@@ -276,3 +276,45 @@ fn the_real_file_system_keeps_records_and_cuts_a_torn_tail() {
     assert!(real_fs().read(newest).unwrap().len() as u64 > len - 3);
     drop(wal);
 }
+
+// Verifies: PER-0007, PER-0014
+/// The active segment runs ahead of its records with zeros (so an fdatasync commits data,
+/// not a new file length); a crash leaves those zeros behind. Copying the directory while
+/// the log is open is what a crash leaves on disk.
+#[test]
+fn preallocated_zeros_left_by_a_crash_are_cut_and_every_record_replays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = WalOptions::new(tmp.path().join("wal"));
+    let crashed = WalOptions::new(tmp.path().join("crashed"));
+    let (wal, _) = Wal::open(opts.clone(), real_fs(), &mut |_, _| Ok(())).unwrap();
+    append_all(&wal, &records(0..50));
+
+    std::fs::create_dir(&crashed.dir).unwrap();
+    let (_, segment) = list_segments(&*real_fs(), &opts.dir).unwrap().pop().unwrap();
+    let copy = crashed.dir.join(segment.file_name().unwrap());
+    std::fs::copy(&segment, &copy).unwrap();
+    let valid: usize = records(0..50).iter().map(|r| r.len() + 8).sum::<usize>() + 40;
+    let on_disk = std::fs::read(&copy).unwrap();
+    assert!(on_disk.len() > valid, "no zeros ahead of the records");
+    assert!(on_disk[valid..].iter().all(|&b| b == 0));
+    wal.close().unwrap();
+    assert_eq!(std::fs::metadata(&segment).unwrap().len() as usize, valid, "close trims");
+
+    let mut seen = Vec::new();
+    let (wal, _) = Wal::open(crashed.clone(), real_fs(), &mut |_, b| {
+        seen.push(b.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, records(0..50));
+    append_all(&wal, &records(50..60));
+    drop(wal);
+    let mut seen = Vec::new();
+    let (wal, _) = Wal::open(crashed, real_fs(), &mut |_, b| {
+        seen.push(b.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, records(0..60));
+    drop(wal);
+}

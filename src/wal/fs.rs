@@ -4,8 +4,9 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::Deref;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -36,8 +37,16 @@ pub trait WalFile: Send {
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Makes the content durable (fdatasync).
     fn sync_data(&mut self) -> io::Result<()>;
-    /// Cuts (or extends with zeros) the file to `len` bytes.
+    /// Cuts (or extends with zeros) the file to `len` bytes; appends continue at `len`.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Writes zeros from the end of what was appended up to `len` bytes, leaving the append
+    /// position where it is, so later appends overwrite blocks that already exist. Then an
+    /// fdatasync has no file size or block allocation to commit, only data. A layer that
+    /// does not preallocate ignores it.
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let _ = len;
+        Ok(())
+    }
 }
 
 /// Bytes read from a file: a memory map on a real disk, a copy elsewhere.
@@ -107,13 +116,14 @@ impl FileSystem for RealFs {
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
-        let file = OpenOptions::new().append(true).create_new(true).open(path)?;
-        Ok(Box::new(RealFile { file }))
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(Box::new(RealFile { file, pos: 0, len: 0 }))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
-        let file = OpenOptions::new().append(true).open(path)?;
-        Ok(Box::new(RealFile { file }))
+        let file = OpenOptions::new().write(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Box::new(RealFile { file, pos: len, len }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -129,13 +139,20 @@ impl FileSystem for RealFs {
     }
 }
 
+/// Writes are positional: the end of what was appended (`pos`) may sit before the end of
+/// the file (`len`) when zeros were preallocated after it.
 struct RealFile {
     file: File,
+    pos: u64,
+    len: u64,
 }
 
 impl WalFile for RealFile {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)
+        self.file.write_all_at(buf, self.pos)?;
+        self.pos += buf.len() as u64;
+        self.len = self.len.max(self.pos);
+        Ok(())
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
@@ -143,6 +160,21 @@ impl WalFile for RealFile {
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
+        self.file.set_len(len)?;
+        (self.pos, self.len) = (len, len);
+        Ok(())
+    }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        // Real zeros, not fallocate: blocks fallocate reserves are marked unwritten, and
+        // the first write into each would again be a metadata change for fdatasync.
+        const CHUNK: usize = 64 * 1024;
+        let zeros = [0u8; CHUNK];
+        while self.len < len {
+            let n = (len - self.len).min(CHUNK as u64) as usize;
+            self.file.write_all_at(&zeros[..n], self.len)?;
+            self.len += n as u64;
+        }
+        Ok(())
     }
 }

@@ -340,11 +340,12 @@ impl Wal {
         frame::push_unsealed(&mut queue.pending, body);
         queue.appended += 1;
         let lsn = queue.appended;
-        drop(queue);
 
-        // The writer only sleeps while `pending` is empty, so only the first record of a
-        // batch needs to wake it.
-        if was_idle {
+        // The writer sleeps while `pending` is empty, or while it gathers a batch up to
+        // `wake_at`: only the first record of a batch, or the one it waits for, wakes it.
+        let wake = was_idle || lsn == queue.wake_at;
+        drop(queue);
+        if wake {
             self.shared.work.notify_one();
         }
         Ok(Ticket { seq: lsn, shared: self.shared.clone() })

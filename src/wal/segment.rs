@@ -90,6 +90,8 @@ pub struct ActiveSegment {
     pub written: u64,
     /// Bytes whose records were acknowledged; on a failure the file is cut back to this.
     pub acked: u64,
+    /// Length of the file: `written` plus the zeros preallocated after it.
+    pub allocated: u64,
 }
 
 impl ActiveSegment {
@@ -118,7 +120,7 @@ impl ActiveSegment {
         }
 
         let len = frame::HEADER_LEN as u64;
-        Ok(ActiveSegment { id, path, file, first_lsn, written: len, acked: len })
+        Ok(ActiveSegment { id, path, file, first_lsn, written: len, acked: len, allocated: len })
     }
 
     /// Reopens an existing segment whose valid content is `len` bytes long.
@@ -130,7 +132,7 @@ impl ActiveSegment {
         len: u64,
     ) -> io::Result<Self> {
         let file = fs.open_append(&path)?;
-        Ok(ActiveSegment { id, path, file, first_lsn, written: len, acked: len })
+        Ok(ActiveSegment { id, path, file, first_lsn, written: len, acked: len, allocated: len })
     }
 }
 
