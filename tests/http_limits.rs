@@ -195,3 +195,32 @@ async fn a_websocket_session_over_the_cap_is_refused_at_upgrade() {
     .await;
     s.stop().await;
 }
+
+// Verifies: SYS-0029
+#[tokio::test]
+async fn a_consumer_id_above_255_bytes_locks_nothing() {
+    let s = TestServer::start().await;
+    let id = s.publish("q", json!(1), "job").await;
+    let long = "c".repeat(256);
+    let body = json!({"consumer_id": long, "timeout_seconds": 600});
+    s.post("/consume/q", body.clone()).await.assert_error(422, "invalid_request");
+    let batch = json!({"consumer_id": long, "timeout_seconds": 600, "max_messages": 50});
+    s.post("/consume-batch/q", batch).await.assert_error(422, "invalid_request");
+    assert_eq!(s.engine.queue_stats("q").unwrap().available, 1, "nothing was locked");
+
+    // Such an id can hold no lock, so the calls that need one answer not_locked.
+    let holder = json!({"consumer_id": long});
+    s.post(&format!("/ack/q/{}", enc(&id)), holder.clone()).await.assert_error(404, "not_locked");
+    s.post(&format!("/nack/q/{}", enc(&id)), holder.clone()).await.assert_error(404, "not_locked");
+    let renew = s.post(&format!("/renew/q/{}", enc(&id)), holder).await;
+    renew.assert_error(404, "not_locked");
+
+    // 255 bytes, and the empty id 0.15.0 clients may send, still consume.
+    let max = "c".repeat(255);
+    let got = s.consume("q", &max).await.expect("a message");
+    s.ack("q", got["id"].as_str().unwrap(), &max).await.assert_ok_empty();
+    s.publish("q", json!(1), "job2").await;
+    let got = s.consume("q", "").await.expect("a message");
+    s.ack("q", got["id"].as_str().unwrap(), "").await.assert_ok_empty();
+    s.stop().await;
+}
