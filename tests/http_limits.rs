@@ -224,3 +224,26 @@ async fn a_consumer_id_above_255_bytes_locks_nothing() {
     s.ack("q", got["id"].as_str().unwrap(), "").await.assert_ok_empty();
     s.stop().await;
 }
+
+// Verifies: SYS-0030
+#[tokio::test]
+async fn a_batch_too_big_for_one_log_record_is_413_and_the_log_stays_writable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wal = qrusty::wal::WalOptions {
+        max_record_bytes: 4096,
+        ..qrusty::wal::WalOptions::new(tmp.path())
+    };
+    let s =
+        TestServer::start_engine(|o| o.storage = qrusty::engine::StorageConfig::Wal(wal), |_| {})
+            .await;
+    // Well within the 2 MiB body limit, but its record is above the log's 4096 bytes.
+    let messages: Vec<Value> =
+        (0..200).map(|i| json!({"priority": 1, "payload": format!("m{i}")})).collect();
+    let batch = json!({"queue": "q", "messages": messages});
+    s.post("/publish-batch", batch).await.assert_error(413, "payload_too_large");
+
+    // A refused record is the request's fault, not the disk's: the log takes the next one.
+    s.publish("q", json!(1), "fits").await;
+    assert_eq!(s.engine.queue_stats("q").unwrap().available, 1);
+    s.stop().await;
+}

@@ -123,8 +123,12 @@ pub struct Engine {
     compactor: Compactor,
 }
 
+/// Requirements: SYS-0030
 fn storage_err(e: wal::WalError) -> EngineError {
-    EngineError::StorageUnavailable(e.to_string())
+    match e {
+        wal::WalError::RecordTooLarge { .. } => EngineError::RecordTooLarge(e.to_string()),
+        _ => EngineError::StorageUnavailable(e.to_string()),
+    }
 }
 
 impl Engine {

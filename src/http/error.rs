@@ -135,6 +135,7 @@ impl From<EngineError> for ApiError {
             EngineError::StaleLock => (StatusCode::CONFLICT, "stale_lock"),
             EngineError::QueueFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "queue_full"),
             EngineError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"),
+            EngineError::RecordTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             EngineError::MemoryLimit(_) => (StatusCode::SERVICE_UNAVAILABLE, "memory_limit"),
             EngineError::StorageUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
@@ -167,6 +168,7 @@ mod tests {
             (EngineError::NotLocked, 404, "not_locked"),
             (EngineError::QueueFull("q".into()), 507, "queue_full"),
             (EngineError::PayloadTooLarge("big".into()), 413, "message_too_large"),
+            (EngineError::RecordTooLarge("big".into()), 413, "payload_too_large"),
             (EngineError::MemoryLimit("full".into()), 503, "memory_limit"),
             (EngineError::StorageUnavailable("disk".into()), 503, "storage_unavailable"),
             (EngineError::InvalidQueueName("_x".into()), 400, "invalid_queue_name"),
