@@ -48,6 +48,8 @@ pub struct ServerLimits {
     pub max_ws_sessions: usize,
     /// `/consume` requests waiting in a long poll.
     pub max_waiting_consumers: usize,
+    /// How long a connection may send nothing before it is closed; `None`: forever.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// A server that is accepting connections.
@@ -116,7 +118,7 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let incoming = crate::listener::incoming(listener, limits.max_connections);
+    let incoming = crate::listener::incoming(listener, limits.max_connections, limits.idle_timeout);
     let serve = warp::serve(routes).serve_incoming_with_graceful_shutdown(incoming, async {
         let _ = stopped.await;
     });

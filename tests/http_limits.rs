@@ -247,3 +247,48 @@ async fn a_batch_too_big_for_one_log_record_is_413_and_the_log_stays_writable() 
     assert_eq!(s.engine.queue_stats("q").unwrap().available, 1);
     s.stop().await;
 }
+
+/// Reads until the server closes the connection; the bytes it sent before.
+async fn read_until_closed(conn: &mut TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = conn.read(&mut buf).await {
+            got.extend_from_slice(&buf[..n]);
+        }
+    });
+    read.await.expect("the server closed the connection");
+    got
+}
+
+// Verifies: SYS-0031
+#[tokio::test]
+async fn silent_and_half_sent_connections_are_closed_but_talking_ones_are_not() {
+    use tokio::io::AsyncReadExt;
+    let idle = Duration::from_millis(500);
+    let s = TestServer::start_with(|cfg| cfg.limits.idle_timeout = Some(idle)).await;
+    let addr = s.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    assert!(read_until_closed(&mut silent).await.is_empty());
+
+    let mut half = TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"POST /publish HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"q")
+        .await
+        .unwrap();
+    read_until_closed(&mut half).await;
+
+    // Every request pushes the deadline back: this connection outlives the timeout.
+    let mut talking = TcpStream::connect(&addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < idle * 3 {
+        talking.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = talking.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        tokio::time::sleep(idle / 5).await;
+    }
+    read_until_closed(&mut talking).await;
+    s.stop().await;
+}
