@@ -29,6 +29,9 @@ const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 const REFUSAL_TIME: Duration = Duration::from_secs(2);
 /// Pause after a failed accept (out of file descriptors, say) before the next one.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Least time between two WARN lines about failed accepts: a lasting failure repeats
+/// every `ACCEPT_BACKOFF` and would flood the log.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A connection that holds its permit (if the cap is on) for as long as it lives.
 // Limitation: the deadline only bites while the server waits to read: a client that stops
@@ -75,11 +78,19 @@ pub fn incoming(
 
 impl Accepting {
     async fn next(&self) -> Conn {
+        let mut last_warn: Option<Instant> = None;
+        let mut unlogged = 0u64;
         loop {
             let stream = match self.listener.accept().await {
                 Ok((stream, _)) => stream,
                 Err(err) => {
-                    tracing::warn!(cause = %err, "accept failed");
+                    if last_warn.is_none_or(|at| at.elapsed() >= ACCEPT_WARN_EVERY) {
+                        tracing::warn!(cause = %err, failures_since_last = unlogged, "accept failed");
+                        last_warn = Some(Instant::now());
+                        unlogged = 0;
+                    } else {
+                        unlogged += 1;
+                    }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }

@@ -55,7 +55,7 @@ async fn run(cfg: Config, logs: Arc<qrusty::logs::LogHub>) -> Result<(), String>
         },
         cors_origins: cfg.cors_origins.clone(),
         limits: ServerLimits {
-            max_connections: cfg.max_connections,
+            max_connections: qrusty::fdlimit::fit_connection_cap(cfg.max_connections),
             max_ws_sessions: cfg.max_ws_sessions,
             max_waiting_consumers: cfg.max_waiting_consumers,
             idle_timeout: cfg.idle_timeout(),
