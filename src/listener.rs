@@ -20,8 +20,10 @@ use std::time::Duration;
 use futures_util::stream::{self, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
+
+use crate::slots::{Slot, Slots};
 
 /// Refusal replies being written at once; more connections over the cap are just closed.
 const MAX_REFUSALS_IN_FLIGHT: usize = 64;
@@ -38,7 +40,7 @@ const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 // reading a large reply is held by the write side until the kernel's TCP timeouts.
 pub struct Conn {
     stream: TcpStream,
-    _permit: Option<OwnedSemaphorePermit>,
+    _slot: Slot,
     idle: Option<Idle>,
 }
 
@@ -50,23 +52,23 @@ struct Idle {
 
 struct Accepting {
     listener: TcpListener,
-    permits: Option<Arc<Semaphore>>,
+    slots: Arc<Slots>,
     refusals: Arc<Semaphore>,
     idle_timeout: Option<Duration>,
 }
 
-/// The stream of accepted connections hyper serves; `max_connections` 0 means no cap. It
+/// The stream of accepted connections hyper serves, each holding one of `slots`. It
 /// never yields an error: hyper would stop serving at the first one, so accept failures
 /// are logged and retried.
 /// Requirements: SYS-0024, SYS-0027, SYS-0031
 pub fn incoming(
     listener: TcpListener,
-    max_connections: usize,
+    slots: Arc<Slots>,
     idle_timeout: Option<Duration>,
 ) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
     let state = Accepting {
         listener,
-        permits: (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections))),
+        slots,
         refusals: Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT)),
         idle_timeout,
     };
@@ -97,25 +99,21 @@ impl Accepting {
             };
             // As warp's own listener does: replies are small and must not wait for more.
             let _ = stream.set_nodelay(true);
-            let permit = match &self.permits {
-                None => None,
-                Some(permits) => match permits.clone().try_acquire_owned() {
-                    Ok(permit) => Some(permit),
-                    Err(_) => {
-                        self.refuse(stream);
-                        continue;
-                    }
-                },
+            let Some(slot) = self.slots.take() else {
+                self.refuse(stream);
+                continue;
             };
             let idle = self
                 .idle_timeout
                 .map(|timeout| Idle { timeout, deadline: Box::pin(tokio::time::sleep(timeout)) });
-            return Conn { stream, _permit: permit, idle };
+            return Conn { stream, _slot: slot, idle };
         }
     }
 
     fn refuse(&self, stream: TcpStream) {
-        tracing::warn!("connection refused: the open-connection limit is reached");
+        // DEBUG, not WARN: under a flood this would be one line per connection; the count
+        // is in /metrics (qrusty_refused_connections_total).
+        tracing::debug!(limit = self.slots.limit(), "connection refused: the limit is reached");
         // Limitation: past MAX_REFUSALS_IN_FLIGHT refusals at once, a connection over the
         // cap is closed without a reply.
         let Ok(slot) = self.refusals.clone().try_acquire_owned() else { return };

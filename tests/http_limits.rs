@@ -27,6 +27,13 @@ where
     }
 }
 
+/// The value of a metric without labels in the /metrics text.
+async fn metric(s: &TestServer, name: &str) -> u64 {
+    let text = s.get("/metrics").await.text();
+    let line = text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")));
+    line.unwrap_or_else(|| panic!("no {name} in {text}")).parse().unwrap()
+}
+
 fn publish_body(queue: &str, payload: &str) -> Value {
     json!({"queue": queue, "priority": 1, "payload": payload})
 }
@@ -50,7 +57,7 @@ async fn a_payload_above_the_limit_is_refused_alone_and_in_a_batch() {
     s.stop().await;
 }
 
-// Verifies: SYS-0026, SYS-0024
+// Verifies: SYS-0026, SYS-0024, SYS-0033
 #[tokio::test]
 async fn publishes_past_the_memory_limit_get_503_until_an_ack_frees_room() {
     let payload = "m".repeat(100);
@@ -63,9 +70,12 @@ async fn publishes_past_the_memory_limit_get_503_until_an_ack_frees_room() {
     let metrics = s.get("/metrics").await.text();
     assert!(metrics.contains(&format!("qrusty_memory_held_bytes {}\n", 3 * cost)), "{metrics}");
     assert!(metrics.contains(&format!("qrusty_memory_limit_bytes {}\n", 3 * cost)));
-    s.post("/publish", publish_body("q", &payload)).await.assert_error(503, "memory_limit");
+    let refused = s.post("/publish", publish_body("q", &payload)).await;
+    refused.assert_error(503, "memory_limit");
+    assert_eq!(refused.header("retry-after"), Some("1"), "acks free memory: worth a retry");
     let batch = json!({"queue": "other", "messages": [{"priority": 1, "payload": "x"}]});
     s.post("/publish-batch", batch).await.assert_error(503, "memory_limit");
+    assert_eq!(metric(&s, "qrusty_refused_memory_limit_total").await, 2);
 
     // An ack gives its message's bytes back; the publish that was refused now passes.
     let got = s.consume("q", "c").await.expect("a message");
@@ -90,7 +100,7 @@ async fn long_poll(s: &TestServer, queue: &str, wait: u64) -> common::Reply {
     s.post(&format!("/consume/{queue}"), body).await
 }
 
-// Verifies: API-0031, SYS-0024
+// Verifies: API-0031, SYS-0024, SYS-0033
 #[tokio::test]
 async fn a_long_poll_beyond_the_waiter_limit_is_answered_429_at_once() {
     let s = TestServer::start_with(|c| c.limits.max_waiting_consumers = 1).await;
@@ -106,6 +116,9 @@ async fn a_long_poll_beyond_the_waiter_limit_is_answered_429_at_once() {
             let body = json!({"consumer_id": format!("c{n}"), "wait_seconds": 20});
             let resp = client.post(url).json(&body).send().await.unwrap();
             let status = resp.status().as_u16();
+            if status == 429 {
+                assert_eq!(resp.headers()["retry-after"], "1");
+            }
             let _ = done_tx.send((status, resp.json::<Value>().await.unwrap()));
         });
     }
@@ -113,6 +126,7 @@ async fn a_long_poll_beyond_the_waiter_limit_is_answered_429_at_once() {
         let (status, body) = tokio::time::timeout(PATIENCE, done.recv()).await.unwrap().unwrap();
         assert_eq!((status, body["code"].as_str()), (429, Some("too_many_waiters")), "{body}");
     }
+    assert_eq!(metric(&s, "qrusty_refused_long_polls_total").await, 2);
 
     // A long poll that finds a message takes no slot.
     s.publish("busy", json!(1), "ready").await;
@@ -129,7 +143,7 @@ async fn a_long_poll_beyond_the_waiter_limit_is_answered_429_at_once() {
     s.stop().await;
 }
 
-// Verifies: SYS-0027, SYS-0024
+// Verifies: SYS-0027, SYS-0024, SYS-0033
 #[tokio::test]
 async fn a_connection_over_the_cap_gets_503_and_a_freed_slot_serves_again() {
     let s = TestServer::start_with(|c| c.limits.max_connections = 2).await;
@@ -163,10 +177,22 @@ async fn a_connection_over_the_cap_gets_503_and_a_freed_slot_serves_again() {
     })
     .await;
     drop(held);
+    eventually("the refusals are counted", || {
+        let (client, url) = (fresh(), s.url("/metrics"));
+        async move {
+            let Ok(reply) = client.get(url).send().await else { return false };
+            let text = reply.text().await.unwrap_or_default();
+            text.lines().any(|l| {
+                l.strip_prefix("qrusty_refused_connections_total ")
+                    .is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n >= 1))
+            })
+        }
+    })
+    .await;
     s.stop().await;
 }
 
-// Verifies: SYS-0027, SYS-0024
+// Verifies: SYS-0027, SYS-0024, SYS-0033
 #[tokio::test]
 async fn a_websocket_session_over_the_cap_is_refused_at_upgrade() {
     use tokio_tungstenite::tungstenite::Error as WsError;
@@ -178,6 +204,7 @@ async fn a_websocket_session_over_the_cap_is_refused_at_upgrade() {
     match tokio_tungstenite::connect_async(&url).await {
         Err(WsError::Http(resp)) => {
             assert_eq!(resp.status(), 503);
+            assert_eq!(resp.headers()["retry-after"], "1");
             let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
             assert_eq!(body["code"], "too_many_sessions");
         }
@@ -185,6 +212,7 @@ async fn a_websocket_session_over_the_cap_is_refused_at_upgrade() {
     }
     // HTTP routes are not sessions: they keep working.
     assert!(s.health_is_ok().await);
+    assert_eq!(metric(&s, "qrusty_refused_ws_sessions_total").await, 1);
 
     first.close(None).await.unwrap();
     drop(first);

@@ -47,13 +47,19 @@ pub fn check_consumer_id(consumer_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Bytes held by every message and dead letter of every queue.
+/// Bytes held by every message and dead letter of every queue, and the publishes the
+/// memory limit refused.
 #[derive(Debug, Default)]
-pub struct MemoryGauge(AtomicU64);
+pub struct MemoryGauge(AtomicU64, AtomicU64);
 
 impl MemoryGauge {
     pub fn held(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// Publishes refused with `memory_limit` since start.
+    pub fn refusals(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
     }
 
     pub(super) fn add(&self, bytes: u64) {
@@ -123,6 +129,7 @@ impl Limits {
             let cost: u64 = msgs.iter().map(|m| message_cost(m.payload.len(), &m.priority)).sum();
             let held = gauge.held();
             if held.saturating_add(cost) > self.max_memory_bytes {
+                gauge.1.fetch_add(1, Ordering::Relaxed);
                 return Err(EngineError::MemoryLimit(format!(
                     "queued messages hold {held} bytes; {cost} more would pass the limit of {} \
                      bytes",

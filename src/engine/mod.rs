@@ -272,6 +272,11 @@ impl Engine {
     }
 
     /// The limit `memory_held` is checked against; 0 means none.
+    /// Publishes the memory limit refused since start.
+    pub fn memory_refusals(&self) -> u64 {
+        self.memory.refusals()
+    }
+
     pub fn memory_limit(&self) -> u64 {
         self.limits.max_memory_bytes
     }
