@@ -87,7 +87,8 @@ impl Accepting {
                 Ok((stream, _)) => stream,
                 Err(err) => {
                     if last_warn.is_none_or(|at| at.elapsed() >= ACCEPT_WARN_EVERY) {
-                        tracing::warn!(cause = %err, failures_since_last = unlogged, "accept failed");
+                        let failures_since_last = unlogged;
+                        tracing::warn!(cause = %err, failures_since_last, "accept failed");
                         last_warn = Some(Instant::now());
                         unlogged = 0;
                     } else {
