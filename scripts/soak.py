@@ -3,8 +3,9 @@
 restarted every --kill-every seconds, for --duration seconds.
 
 The server runs on 127.0.0.1 with a temporary data directory (wal storage, fsync
-always, 1 MiB segments so that compaction runs too; --env changes settings). Publishers send single publishes and small batches at a bounded rate;
-consumers long-poll, and ack what they get. Every reply is booked in a ledger:
+always, 1 MiB segments so that compaction runs too; --env changes settings).
+Publishers send single publishes and small batches at a bounded rate; consumers
+long-poll, and ack what they get. Every reply is booked in a ledger:
 
 - a publish that got 200 is *confirmed*; one whose reply was lost (the kill cut the
   connection) may or may not have landed and counts for nothing;

@@ -101,8 +101,9 @@ pub struct Config {
     #[arg(long, env = "QRUSTY_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
     pub max_payload_bytes: usize,
 
-    /// Most bytes queued messages may hold in RAM (payload plus 256 bytes each), dead
-    /// letters included; 0 means no limit. Publishing beyond it gets 503 `memory_limit`.
+    /// Most bytes queued messages may hold in RAM (payload, text priority and 256 bytes
+    /// each), dead letters included; 0 means no limit. Publishing beyond it gets 503
+    /// `memory_limit`.
     #[arg(long, env = "QRUSTY_MAX_MEMORY_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub max_memory_bytes: u64,
 
@@ -145,6 +146,13 @@ pub struct Config {
     /// Extra seconds a silent WebSocket client gets before it is closed.
     #[arg(long, env = "WS_PING_TIMEOUT_SECS", default_value_t = 10)]
     pub ws_ping_timeout_secs: u64,
+
+    /// Seconds a connection may go without sending a byte before it is closed, a
+    /// half-sent request included; 0 means never. Must be above the WebSocket ping
+    /// interval plus its timeout and above the 20 s long-poll maximum, or live clients
+    /// would be cut.
+    #[arg(long, env = "QRUSTY_IDLE_TIMEOUT_SECS", default_value_t = 120)]
+    pub idle_timeout_secs: u64,
 }
 
 impl Config {
@@ -154,6 +162,27 @@ impl Config {
 
     pub fn ws_ping_timeout(&self) -> Duration {
         Duration::from_secs(self.ws_ping_timeout_secs)
+    }
+
+    /// `None` when connections may idle forever.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// Checks what one setting cannot check alone.
+    /// Requirements: SYS-0031
+    pub fn validate(&self) -> Result<(), String> {
+        let ws_silence = self.ws_ping_interval_secs.saturating_add(self.ws_ping_timeout_secs);
+        let floor = ws_silence.max(crate::engine::MAX_WAIT_SECS);
+        if self.idle_timeout_secs > 0 && self.idle_timeout_secs <= floor {
+            return Err(format!(
+                "QRUSTY_IDLE_TIMEOUT_SECS={} must be above {floor} (the WebSocket ping \
+                 interval plus timeout, and the {} s long-poll maximum), or 0",
+                self.idle_timeout_secs,
+                crate::engine::MAX_WAIT_SECS
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -235,6 +264,20 @@ mod tests {
         assert_eq!(cfg.cors_origins, None);
         let cfg = parse(&["--cors-origins", "https://a.example,https://b.example"]).unwrap();
         assert_eq!(cfg.cors_origins.unwrap(), ["https://a.example", "https://b.example"]);
+    }
+
+    // Verifies: SYS-0031
+    #[test]
+    fn an_idle_timeout_that_would_cut_live_clients_is_refused() {
+        assert_eq!(parse(&[]).unwrap().idle_timeout(), Some(Duration::from_secs(120)));
+        assert!(parse(&[]).unwrap().validate().is_ok());
+        assert!(parse(&["--idle-timeout-secs", "0"]).unwrap().validate().is_ok());
+        // The default ping interval and timeout add up to 40 s.
+        assert!(parse(&["--idle-timeout-secs", "40"]).unwrap().validate().is_err());
+        assert!(parse(&["--idle-timeout-secs", "41"]).unwrap().validate().is_ok());
+        let short_pings = ["--ws-ping-interval-secs", "5", "--ws-ping-timeout-secs", "5"];
+        let args = [&short_pings[..], &["--idle-timeout-secs", "20"]].concat();
+        assert!(parse(&args).unwrap().validate().is_err(), "not above the long poll");
     }
 
     #[test]

@@ -12,9 +12,11 @@
 //!   code that changes state, for live traffic and for replay alike.
 //! - [`http`] and [`ws`]: translate the wire into engine calls; each maps engine errors to
 //!   status codes or error frames in one place. [`ui`] serves the embedded web UI.
-//! - [`server`] binds one listener for all of them ([`listener`] caps its connections);
-//!   [`config`] reads flags and environment; [`logs`] installs tracing and keeps the
-//!   history that `subscribe-logs` streams.
+//! - [`server`] binds one listener for all of them ([`listener`] caps its connections,
+//!   [`slots`] is the cap type shared with sessions and long polls);
+//!   [`fdlimit`] fits that cap to the open-file limit; [`config`] reads flags and
+//!   environment; [`logs`] installs tracing and keeps the history that `subscribe-logs`
+//!   streams.
 //!
 //! # How a publish travels
 //!
@@ -33,10 +35,12 @@
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod fdlimit;
 pub mod http;
 pub mod listener;
 pub mod logs;
 pub mod server;
+pub mod slots;
 pub mod ui;
 pub mod wal;
 pub mod ws;

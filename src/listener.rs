@@ -5,7 +5,12 @@
 //! `503 too_many_connections` reply written by hand and is closed, so a client learns why
 //! instead of waiting in the kernel's backlog. Refusals have their own small budget; past
 //! it a connection is closed without a reply.
+//!
+//! With an idle timeout, a connection that sends nothing for that long is closed: its
+//! read fails once the deadline, pushed back by every byte received, passes. That frees
+//! the permits of silent sockets and of requests left half-sent.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +20,10 @@ use std::time::Duration;
 use futures_util::stream::{self, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+
+use crate::slots::{Slot, Slots};
 
 /// Refusal replies being written at once; more connections over the cap are just closed.
 const MAX_REFUSALS_IN_FLIGHT: usize = 64;
@@ -23,33 +31,46 @@ const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 const REFUSAL_TIME: Duration = Duration::from_secs(2);
 /// Pause after a failed accept (out of file descriptors, say) before the next one.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Least time between two WARN lines about failed accepts: a lasting failure repeats
+/// every `ACCEPT_BACKOFF` and would flood the log.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A connection that holds its permit (if the cap is on) for as long as it lives.
-// Limitation: no idle timeout: an idle keep-alive connection keeps its permit until the
-// client closes it.
+// Limitation: the deadline only bites while the server waits to read: a client that stops
+// reading a large reply is held by the write side until the kernel's TCP timeouts.
 pub struct Conn {
     stream: TcpStream,
-    _permit: Option<OwnedSemaphorePermit>,
+    _slot: Slot,
+    idle: Option<Idle>,
+}
+
+/// The read deadline of one connection.
+struct Idle {
+    timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
 }
 
 struct Accepting {
     listener: TcpListener,
-    permits: Option<Arc<Semaphore>>,
+    slots: Arc<Slots>,
     refusals: Arc<Semaphore>,
+    idle_timeout: Option<Duration>,
 }
 
-/// The stream of accepted connections hyper serves; `max_connections` 0 means no cap. It
+/// The stream of accepted connections hyper serves, each holding one of `slots`. It
 /// never yields an error: hyper would stop serving at the first one, so accept failures
 /// are logged and retried.
-/// Requirements: SYS-0024, SYS-0027
+/// Requirements: SYS-0024, SYS-0027, SYS-0031
 pub fn incoming(
     listener: TcpListener,
-    max_connections: usize,
+    slots: Arc<Slots>,
+    idle_timeout: Option<Duration>,
 ) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
     let state = Accepting {
         listener,
-        permits: (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections))),
+        slots,
         refusals: Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT)),
+        idle_timeout,
     };
     stream::unfold(state, |state| async move {
         let conn = state.next().await;
@@ -59,29 +80,41 @@ pub fn incoming(
 
 impl Accepting {
     async fn next(&self) -> Conn {
+        let mut last_warn: Option<Instant> = None;
+        let mut unlogged = 0u64;
         loop {
             let stream = match self.listener.accept().await {
                 Ok((stream, _)) => stream,
                 Err(err) => {
-                    tracing::warn!(cause = %err, "accept failed");
+                    if last_warn.is_none_or(|at| at.elapsed() >= ACCEPT_WARN_EVERY) {
+                        let failures_since_last = unlogged;
+                        tracing::warn!(cause = %err, failures_since_last, "accept failed");
+                        last_warn = Some(Instant::now());
+                        unlogged = 0;
+                    } else {
+                        unlogged += 1;
+                    }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             };
             // As warp's own listener does: replies are small and must not wait for more.
             let _ = stream.set_nodelay(true);
-            let Some(permits) = &self.permits else {
-                return Conn { stream, _permit: None };
+            let Some(slot) = self.slots.take() else {
+                self.refuse(stream);
+                continue;
             };
-            match permits.clone().try_acquire_owned() {
-                Ok(permit) => return Conn { stream, _permit: Some(permit) },
-                Err(_) => self.refuse(stream),
-            }
+            let idle = self
+                .idle_timeout
+                .map(|timeout| Idle { timeout, deadline: Box::pin(tokio::time::sleep(timeout)) });
+            return Conn { stream, _slot: slot, idle };
         }
     }
 
     fn refuse(&self, stream: TcpStream) {
-        tracing::warn!("connection refused: the open-connection limit is reached");
+        // DEBUG, not WARN: under a flood this would be one line per connection; the count
+        // is in /metrics (qrusty_refused_connections_total).
+        tracing::debug!(limit = self.slots.limit(), "connection refused: the limit is reached");
         // Limitation: past MAX_REFUSALS_IN_FLIGHT refusals at once, a connection over the
         // cap is closed without a reply.
         let Ok(slot) = self.refusals.clone().try_acquire_owned() else { return };
@@ -122,7 +155,21 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let Some(idle) = &mut this.idle else { return poll };
+        match poll {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                idle.deadline.as_mut().reset(Instant::now() + idle.timeout);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if idle.deadline.as_mut().poll(cx).is_ready() => {
+                tracing::debug!("connection closed: idle timeout");
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")))
+            }
+            other => other,
+        }
     }
 }
 

@@ -201,7 +201,9 @@ pub fn init(filter: &str, json: bool) -> Arc<LogHub> {
         let fmt = if json {
             tracing_subscriber::fmt::layer().json().with_writer(std::io::stdout).boxed()
         } else {
-            tracing_subscriber::fmt::layer().with_writer(std::io::stdout).boxed()
+            // Colour codes only for a terminal: in a file or a log collector they are noise.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stdout).boxed()
         };
         // Another subscriber may already be global (a test harness): then only the hub
         // is missing its feed, which is not worth failing startup for.

@@ -37,6 +37,7 @@ fn fail(msg: &str) -> ExitCode {
 
 /// Requirements: SYS-0008, SYS-0011, PER-0027
 async fn run(cfg: Config, logs: Arc<qrusty::logs::LogHub>) -> Result<(), String> {
+    cfg.validate()?;
     let engine = Engine::open(engine_options(&cfg))
         .map_err(|e| format!("cannot open storage under {}: {e}", cfg.data_path.display()))?;
     if engine.is_volatile() {
@@ -54,9 +55,10 @@ async fn run(cfg: Config, logs: Arc<qrusty::logs::LogHub>) -> Result<(), String>
         },
         cors_origins: cfg.cors_origins.clone(),
         limits: ServerLimits {
-            max_connections: cfg.max_connections,
+            max_connections: qrusty::fdlimit::fit_connection_cap(cfg.max_connections),
             max_ws_sessions: cfg.max_ws_sessions,
             max_waiting_consumers: cfg.max_waiting_consumers,
+            idle_timeout: cfg.idle_timeout(),
         },
     };
     let server = match server::start(server_cfg, engine.clone(), logs).await {

@@ -20,6 +20,7 @@ use crate::engine::Engine;
 use crate::http::guard::{self, CorsPolicy};
 use crate::http::{self, ApiState};
 use crate::logs::LogHub;
+use crate::slots::{ServerSlots, Slots};
 use crate::ws::WsOptions;
 
 /// How the listener is set up.
@@ -48,6 +49,8 @@ pub struct ServerLimits {
     pub max_ws_sessions: usize,
     /// `/consume` requests waiting in a long poll.
     pub max_waiting_consumers: usize,
+    /// How long a connection may send nothing before it is closed; `None`: forever.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// A server that is accepting connections.
@@ -84,10 +87,15 @@ pub async fn start(
     let cors = CorsPolicy::new(cfg.cors_origins.as_deref(), cfg.api_token.is_some());
     let token: Option<Arc<str>> = cfg.api_token.as_deref().map(Arc::from);
     let limits = cfg.limits;
-    let state = Arc::new(ApiState::new(engine.clone(), cfg.max_body_bytes, limits));
+    let slots = Arc::new(ServerSlots {
+        connections: Slots::new(limits.max_connections),
+        ws_sessions: Slots::new(limits.max_ws_sessions),
+        long_polls: Slots::new(limits.max_waiting_consumers),
+    });
+    let state = Arc::new(ApiState::new(engine.clone(), cfg.max_body_bytes, slots.clone()));
 
-    let ws =
-        crate::ws::filter(engine.clone(), logs, cfg.ws, limits.max_ws_sessions).map(into_response);
+    let ws = crate::ws::filter(engine.clone(), logs, cfg.ws, slots.ws_sessions.clone())
+        .map(into_response);
     let ui = crate::ui::filter(cfg.webui_dir.clone()).map(into_response);
     let routes = guard::preflight(cors.clone())
         .or(guard::auth(token))
@@ -116,7 +124,8 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let incoming = crate::listener::incoming(listener, limits.max_connections);
+    let incoming =
+        crate::listener::incoming(listener, slots.connections.clone(), limits.idle_timeout);
     let serve = warp::serve(routes).serve_incoming_with_graceful_shutdown(incoming, async {
         let _ = stopped.await;
     });

@@ -19,6 +19,8 @@ use warp::hyper::Body;
 use warp::path::Tail;
 use warp::Filter;
 
+use crate::http::error::ApiError;
+
 /// One embedded file: its path under `webui/` and its bytes.
 macro_rules! embed {
     ($($path:literal),* $(,)?) => {
@@ -155,9 +157,7 @@ async fn only_end(tail: Tail) -> Result<(Route, Tail), warp::Rejection> {
 
 fn answer(route: Route, tail: &str, method: &Method, assets: &Assets) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
-        let mut reply = empty(StatusCode::METHOD_NOT_ALLOWED);
-        reply.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return reply;
+        return ApiError::method_not_allowed("GET, HEAD".to_string()).into_response();
     }
 
     let wanted = match route {
@@ -171,9 +171,9 @@ fn answer(route: Route, tail: &str, method: &Method, assets: &Assets) -> Respons
         (Some((kind, bytes)), _) => file(kind, bytes),
         (None, Route::App) => match assets.find("index.html") {
             Some((kind, bytes)) => file(kind, bytes),
-            None => empty(StatusCode::NOT_FOUND),
+            None => not_found(),
         },
-        (None, _) => empty(StatusCode::NOT_FOUND),
+        (None, _) => not_found(),
     }
 }
 
@@ -187,10 +187,10 @@ fn file(content_type: &'static str, bytes: Bytes) -> Response<Body> {
     reply
 }
 
-fn empty(status: StatusCode) -> Response<Body> {
-    let mut reply = Response::new(Body::empty());
-    *reply.status_mut() = status;
-    reply
+/// A missing file gets the same JSON error as a missing API route.
+/// Requirements: API-0003
+fn not_found() -> Response<Body> {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file").into_response()
 }
 
 fn content_type(path: &str) -> &'static str {

@@ -30,7 +30,6 @@ fn spawn(dir: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("NO_COLOR", "1")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::from(file.try_clone().unwrap()))
@@ -77,26 +76,8 @@ impl Proc {
     }
 
     fn output(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.out).unwrap_or_default())
+        std::fs::read_to_string(&self.out).unwrap_or_default()
     }
-}
-
-/// Removes terminal colour codes, in case the log writer adds them anyway.
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for end in chars.by_ref() {
-                if end.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 async fn publish(base: &str, queue: &str, payload: &str) {
@@ -112,7 +93,6 @@ async fn get_json(base: &str, path: &str) -> Value {
 fn run_to_end(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BIN)
         .env_clear()
-        .env("NO_COLOR", "1")
         .envs(env.iter().copied())
         .args(args)
         .stdin(Stdio::null())
@@ -120,7 +100,7 @@ fn run_to_end(args: &[&str], env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-// Verifies: SYS-0006, SYS-0010, SYS-0011, SYS-0025
+// Verifies: SYS-0006, SYS-0010, SYS-0011, SYS-0025, SYS-0012
 #[tokio::test]
 async fn one_listener_serves_everything_the_data_dir_is_made_and_sigterm_keeps_the_log() {
     let tmp = tempfile::tempdir().unwrap();
@@ -131,6 +111,8 @@ async fn one_listener_serves_everything_the_data_dir_is_made_and_sigterm_keeps_t
     assert!(data.is_dir(), "DATA_PATH is created with its parents");
     let addr = server.base.trim_start_matches("http://").to_owned();
     assert!(server.output().contains(&format!("server listening addr={addr}")));
+    // stdout is a file here, not a terminal: no colour codes in the lines.
+    assert!(!server.output().contains('\u{1b}'), "{}", server.output());
 
     // The API, the WebSocket endpoint and the web UI share the one port.
     publish(&server.base, "kept", "before SIGTERM").await;
@@ -205,6 +187,16 @@ fn an_unknown_storage_mode_stops_the_start_naming_the_accepted_ones() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("sqlite") && text.contains("wal") && text.contains("memory"), "{text}");
+}
+
+// Verifies: SYS-0031
+#[test]
+fn an_idle_timeout_below_the_websocket_ping_stops_the_start() {
+    let env = [("QRUSTY_IDLE_TIMEOUT_SECS", "30"), ("BIND_ADDR", "127.0.0.1:0")];
+    let out = run_to_end(&["--storage-mode", "memory"], &env);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("QRUSTY_IDLE_TIMEOUT_SECS=30"), "{text}");
 }
 
 // Verifies: SYS-0009

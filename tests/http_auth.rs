@@ -89,7 +89,11 @@ async fn only_ws_takes_the_token_in_the_query() {
 }
 
 async fn preflight_from(s: &TestServer, origin: &str) -> common::Reply {
-    let headers = [("origin", origin), ("access-control-request-method", "POST")];
+    let headers = [
+        ("origin", origin),
+        ("access-control-request-method", "POST"),
+        ("access-control-request-headers", "authorization,content-type"),
+    ];
     s.send(Method::OPTIONS, "/publish", &headers, None).await
 }
 
@@ -109,24 +113,32 @@ async fn configured_cors_origins_open_cors_to_those_origins_only_with_a_token() 
     let evil = "https://evil.example";
     let s = TestServer::start_with(|cfg| {
         cfg.api_token = Some(TOKEN.to_owned());
-        cfg.cors_origins = Some(vec![allowed.to_owned()]);
+        // As QRUSTY_CORS_ORIGINS="https://other.example, https://console.example" splits.
+        cfg.cors_origins = Some(vec!["https://other.example".into(), format!(" {allowed}")]);
     })
     .await;
 
-    // Browsers send preflights without credentials: an allowed origin's is answered.
+    // Browsers send preflights without credentials: an allowed origin's is answered, and
+    // lets the token through (a `*` for headers never covers `Authorization`).
     let ok = preflight_from(&s, allowed).await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.header("access-control-allow-origin"), Some(allowed));
     assert_eq!(ok.header("access-control-allow-methods"), Some("*"));
+    let allowed_headers = ok.header("access-control-allow-headers").unwrap().to_lowercase();
+    let listed: Vec<&str> = allowed_headers.split(',').map(str::trim).collect();
+    assert!(listed.contains(&"authorization") && listed.contains(&"content-type"), "{listed:?}");
     let other = preflight_from(&s, evil).await;
     other.assert_error(401, "unauthorized");
     assert_eq!(other.header("access-control-allow-origin"), None);
+    assert!(other.header("vary").unwrap_or("").to_lowercase().contains("origin"));
 
     let reply = stats_from(&s, allowed, Some(TOKEN)).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("access-control-allow-origin"), Some(allowed));
     let reply = stats_from(&s, evil, Some(TOKEN)).await;
     assert_eq!((reply.status, reply.header("access-control-allow-origin")), (200, None));
+    // The answer depends on the origin, so caches must key on it.
+    assert!(reply.header("vary").unwrap_or("").to_lowercase().contains("origin"));
     // The token is still required.
     stats_from(&s, allowed, None).await.assert_error(401, "unauthorized");
     s.stop().await;

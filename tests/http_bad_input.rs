@@ -223,6 +223,14 @@ async fn wrong_method_is_405_with_allow() {
     let get_delete = s.get("/delete-queue/q").await;
     assert_eq!(get_delete.header("allow"), Some("DELETE"));
     refused(&s, get_delete, 405, "method_not_allowed").await;
+
+    // The web UI's routes answer errors the same way.
+    for path in ["/ui", "/favicon.ico", "/assets/app.js"] {
+        let reply = s.post_empty(path).await;
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{path}");
+        refused(&s, reply, 405, "method_not_allowed").await;
+    }
+    refused(&s, s.get("/assets/missing.js").await, 404, "not_found").await;
     s.stop().await;
 }
 

@@ -27,6 +27,13 @@ where
     }
 }
 
+/// The value of a metric without labels in the /metrics text.
+async fn metric(s: &TestServer, name: &str) -> u64 {
+    let text = s.get("/metrics").await.text();
+    let line = text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")));
+    line.unwrap_or_else(|| panic!("no {name} in {text}")).parse().unwrap()
+}
+
 fn publish_body(queue: &str, payload: &str) -> Value {
     json!({"queue": queue, "priority": 1, "payload": payload})
 }
@@ -50,7 +57,7 @@ async fn a_payload_above_the_limit_is_refused_alone_and_in_a_batch() {
     s.stop().await;
 }
 
-// Verifies: SYS-0026, SYS-0024
+// Verifies: SYS-0026, SYS-0024, SYS-0033
 #[tokio::test]
 async fn publishes_past_the_memory_limit_get_503_until_an_ack_frees_room() {
     let payload = "m".repeat(100);
@@ -63,9 +70,12 @@ async fn publishes_past_the_memory_limit_get_503_until_an_ack_frees_room() {
     let metrics = s.get("/metrics").await.text();
     assert!(metrics.contains(&format!("qrusty_memory_held_bytes {}\n", 3 * cost)), "{metrics}");
     assert!(metrics.contains(&format!("qrusty_memory_limit_bytes {}\n", 3 * cost)));
-    s.post("/publish", publish_body("q", &payload)).await.assert_error(503, "memory_limit");
+    let refused = s.post("/publish", publish_body("q", &payload)).await;
+    refused.assert_error(503, "memory_limit");
+    assert_eq!(refused.header("retry-after"), Some("1"), "acks free memory: worth a retry");
     let batch = json!({"queue": "other", "messages": [{"priority": 1, "payload": "x"}]});
     s.post("/publish-batch", batch).await.assert_error(503, "memory_limit");
+    assert_eq!(metric(&s, "qrusty_refused_memory_limit_total").await, 2);
 
     // An ack gives its message's bytes back; the publish that was refused now passes.
     let got = s.consume("q", "c").await.expect("a message");
@@ -90,7 +100,7 @@ async fn long_poll(s: &TestServer, queue: &str, wait: u64) -> common::Reply {
     s.post(&format!("/consume/{queue}"), body).await
 }
 
-// Verifies: API-0031, SYS-0024
+// Verifies: API-0031, SYS-0024, SYS-0033
 #[tokio::test]
 async fn a_long_poll_beyond_the_waiter_limit_is_answered_429_at_once() {
     let s = TestServer::start_with(|c| c.limits.max_waiting_consumers = 1).await;
@@ -106,6 +116,9 @@ async fn a_long_poll_beyond_the_waiter_limit_is_answered_429_at_once() {
             let body = json!({"consumer_id": format!("c{n}"), "wait_seconds": 20});
             let resp = client.post(url).json(&body).send().await.unwrap();
             let status = resp.status().as_u16();
+            if status == 429 {
+                assert_eq!(resp.headers()["retry-after"], "1");
+            }
             let _ = done_tx.send((status, resp.json::<Value>().await.unwrap()));
         });
     }
@@ -113,6 +126,7 @@ async fn a_long_poll_beyond_the_waiter_limit_is_answered_429_at_once() {
         let (status, body) = tokio::time::timeout(PATIENCE, done.recv()).await.unwrap().unwrap();
         assert_eq!((status, body["code"].as_str()), (429, Some("too_many_waiters")), "{body}");
     }
+    assert_eq!(metric(&s, "qrusty_refused_long_polls_total").await, 2);
 
     // A long poll that finds a message takes no slot.
     s.publish("busy", json!(1), "ready").await;
@@ -129,7 +143,7 @@ async fn a_long_poll_beyond_the_waiter_limit_is_answered_429_at_once() {
     s.stop().await;
 }
 
-// Verifies: SYS-0027, SYS-0024
+// Verifies: SYS-0027, SYS-0024, SYS-0033
 #[tokio::test]
 async fn a_connection_over_the_cap_gets_503_and_a_freed_slot_serves_again() {
     let s = TestServer::start_with(|c| c.limits.max_connections = 2).await;
@@ -163,10 +177,22 @@ async fn a_connection_over_the_cap_gets_503_and_a_freed_slot_serves_again() {
     })
     .await;
     drop(held);
+    eventually("the refusals are counted", || {
+        let (client, url) = (fresh(), s.url("/metrics"));
+        async move {
+            let Ok(reply) = client.get(url).send().await else { return false };
+            let text = reply.text().await.unwrap_or_default();
+            text.lines().any(|l| {
+                l.strip_prefix("qrusty_refused_connections_total ")
+                    .is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n >= 1))
+            })
+        }
+    })
+    .await;
     s.stop().await;
 }
 
-// Verifies: SYS-0027, SYS-0024
+// Verifies: SYS-0027, SYS-0024, SYS-0033
 #[tokio::test]
 async fn a_websocket_session_over_the_cap_is_refused_at_upgrade() {
     use tokio_tungstenite::tungstenite::Error as WsError;
@@ -178,6 +204,7 @@ async fn a_websocket_session_over_the_cap_is_refused_at_upgrade() {
     match tokio_tungstenite::connect_async(&url).await {
         Err(WsError::Http(resp)) => {
             assert_eq!(resp.status(), 503);
+            assert_eq!(resp.headers()["retry-after"], "1");
             let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
             assert_eq!(body["code"], "too_many_sessions");
         }
@@ -185,6 +212,7 @@ async fn a_websocket_session_over_the_cap_is_refused_at_upgrade() {
     }
     // HTTP routes are not sessions: they keep working.
     assert!(s.health_is_ok().await);
+    assert_eq!(metric(&s, "qrusty_refused_ws_sessions_total").await, 1);
 
     first.close(None).await.unwrap();
     drop(first);
@@ -193,5 +221,102 @@ async fn a_websocket_session_over_the_cap_is_refused_at_upgrade() {
         async move { tokio_tungstenite::connect_async(url).await.is_ok() }
     })
     .await;
+    s.stop().await;
+}
+
+// Verifies: SYS-0029
+#[tokio::test]
+async fn a_consumer_id_above_255_bytes_locks_nothing() {
+    let s = TestServer::start().await;
+    let id = s.publish("q", json!(1), "job").await;
+    let long = "c".repeat(256);
+    let body = json!({"consumer_id": long, "timeout_seconds": 600});
+    s.post("/consume/q", body.clone()).await.assert_error(422, "invalid_request");
+    let batch = json!({"consumer_id": long, "timeout_seconds": 600, "max_messages": 50});
+    s.post("/consume-batch/q", batch).await.assert_error(422, "invalid_request");
+    assert_eq!(s.engine.queue_stats("q").unwrap().available, 1, "nothing was locked");
+
+    // Such an id can hold no lock, so the calls that need one answer not_locked.
+    let holder = json!({"consumer_id": long});
+    s.post(&format!("/ack/q/{}", enc(&id)), holder.clone()).await.assert_error(404, "not_locked");
+    s.post(&format!("/nack/q/{}", enc(&id)), holder.clone()).await.assert_error(404, "not_locked");
+    let renew = s.post(&format!("/renew/q/{}", enc(&id)), holder).await;
+    renew.assert_error(404, "not_locked");
+
+    // 255 bytes, and the empty id 0.15.0 clients may send, still consume.
+    let max = "c".repeat(255);
+    let got = s.consume("q", &max).await.expect("a message");
+    s.ack("q", got["id"].as_str().unwrap(), &max).await.assert_ok_empty();
+    s.publish("q", json!(1), "job2").await;
+    let got = s.consume("q", "").await.expect("a message");
+    s.ack("q", got["id"].as_str().unwrap(), "").await.assert_ok_empty();
+    s.stop().await;
+}
+
+// Verifies: SYS-0030
+#[tokio::test]
+async fn a_batch_too_big_for_one_log_record_is_413_and_the_log_stays_writable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wal = qrusty::wal::WalOptions {
+        max_record_bytes: 4096,
+        ..qrusty::wal::WalOptions::new(tmp.path())
+    };
+    let s =
+        TestServer::start_engine(|o| o.storage = qrusty::engine::StorageConfig::Wal(wal), |_| {})
+            .await;
+    // Well within the 2 MiB body limit, but its record is above the log's 4096 bytes.
+    let messages: Vec<Value> =
+        (0..200).map(|i| json!({"priority": 1, "payload": format!("m{i}")})).collect();
+    let batch = json!({"queue": "q", "messages": messages});
+    s.post("/publish-batch", batch).await.assert_error(413, "payload_too_large");
+
+    // A refused record is the request's fault, not the disk's: the log takes the next one.
+    s.publish("q", json!(1), "fits").await;
+    assert_eq!(s.engine.queue_stats("q").unwrap().available, 1);
+    s.stop().await;
+}
+
+/// Reads until the server closes the connection; the bytes it sent before.
+async fn read_until_closed(conn: &mut TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = conn.read(&mut buf).await {
+            got.extend_from_slice(&buf[..n]);
+        }
+    });
+    read.await.expect("the server closed the connection");
+    got
+}
+
+// Verifies: SYS-0031
+#[tokio::test]
+async fn silent_and_half_sent_connections_are_closed_but_talking_ones_are_not() {
+    use tokio::io::AsyncReadExt;
+    let idle = Duration::from_millis(500);
+    let s = TestServer::start_with(|cfg| cfg.limits.idle_timeout = Some(idle)).await;
+    let addr = s.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    assert!(read_until_closed(&mut silent).await.is_empty());
+
+    let mut half = TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"POST /publish HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"q")
+        .await
+        .unwrap();
+    read_until_closed(&mut half).await;
+
+    // Every request pushes the deadline back: this connection outlives the timeout.
+    let mut talking = TcpStream::connect(&addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < idle * 3 {
+        talking.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = talking.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        tokio::time::sleep(idle / 5).await;
+    }
+    read_until_closed(&mut talking).await;
     s.stop().await;
 }

@@ -28,6 +28,10 @@ pub enum EngineError {
     QueueFull(String),
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
+    /// The request's log record is above the log's record limit (the body limit plus room
+    /// for framing): the request is too big, the storage is fine.
+    #[error("request too large to store: {0}")]
+    RecordTooLarge(String),
     #[error("memory limit reached: {0}")]
     MemoryLimit(String),
     #[error("storage unavailable: {0}")]

@@ -27,13 +27,39 @@ pub fn message_cost(payload_len: usize, priority: &Priority) -> u64 {
     (payload_len + priority_len) as u64 + MESSAGE_OVERHEAD_BYTES
 }
 
-/// Bytes held by every message and dead letter of every queue.
+/// Longest `consumer_id` a consume accepts. Each lock keeps a copy of its holder's id, and
+/// that copy is not charged to the memory gauge: without a cap one consume of a huge id
+/// would hold megabytes the memory limit never sees, and a batch of such locks would make
+/// a log record too big to write. Empty ids stay allowed: the 0.15.0 contract takes any
+/// string.
+pub const MAX_CONSUMER_ID_BYTES: usize = 255;
+
+/// Refuses a `consumer_id` that a lock could not hold. Ack, nack and renew need no check:
+/// an id above the cap never holds a lock, so they answer `not_locked`.
+/// Requirements: SYS-0029
+pub fn check_consumer_id(consumer_id: &str) -> Result<()> {
+    if consumer_id.len() > MAX_CONSUMER_ID_BYTES {
+        return Err(EngineError::InvalidRequest(format!(
+            "consumer_id is {} bytes; at most {MAX_CONSUMER_ID_BYTES} are allowed",
+            consumer_id.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes held by every message and dead letter of every queue, and the publishes the
+/// memory limit refused.
 #[derive(Debug, Default)]
-pub struct MemoryGauge(AtomicU64);
+pub struct MemoryGauge(AtomicU64, AtomicU64);
 
 impl MemoryGauge {
     pub fn held(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// Publishes refused with `memory_limit` since start.
+    pub fn refusals(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
     }
 
     pub(super) fn add(&self, bytes: u64) {
@@ -103,6 +129,7 @@ impl Limits {
             let cost: u64 = msgs.iter().map(|m| message_cost(m.payload.len(), &m.priority)).sum();
             let held = gauge.held();
             if held.saturating_add(cost) > self.max_memory_bytes {
+                gauge.1.fetch_add(1, Ordering::Relaxed);
                 return Err(EngineError::MemoryLimit(format!(
                     "queued messages hold {held} bytes; {cost} more would pass the limit of {} \
                      bytes",

@@ -182,6 +182,7 @@ impl Engine {
     ) -> Result<Vec<Delivery>> {
         validate_queue_name(queue)?;
         check_timeout(timeout_secs)?;
+        super::limits::check_consumer_id(consumer_id)?;
         if !(1..=MAX_CONSUME_BATCH).contains(&max) {
             return Err(EngineError::InvalidRequest(format!(
                 "max_messages must be 1 to {MAX_CONSUME_BATCH}"

@@ -124,8 +124,12 @@ pub struct Engine {
     compactor: Compactor,
 }
 
+/// Requirements: SYS-0030
 fn storage_err(e: wal::WalError) -> EngineError {
-    EngineError::StorageUnavailable(e.to_string())
+    match e {
+        wal::WalError::RecordTooLarge { .. } => EngineError::RecordTooLarge(e.to_string()),
+        _ => EngineError::StorageUnavailable(e.to_string()),
+    }
 }
 
 impl Engine {
@@ -269,6 +273,11 @@ impl Engine {
     }
 
     /// The limit `memory_held` is checked against; 0 means none.
+    /// Publishes the memory limit refused since start.
+    pub fn memory_refusals(&self) -> u64 {
+        self.memory.refusals()
+    }
+
     pub fn memory_limit(&self) -> u64 {
         self.limits.max_memory_bytes
     }

@@ -33,6 +33,13 @@ pub struct Message {
     pub lock: Option<Lock>,
 }
 
+impl Message {
+    /// What this message is charged against the memory limit (`limits::message_cost`).
+    pub fn cost(&self) -> u64 {
+        message_cost(self.payload.len(), &self.priority)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DeadLetter {
     pub msg: Message,
@@ -100,7 +107,7 @@ impl QueueState {
 
     /// Requirements: SYS-0026
     fn charge(&mut self, m: &Message) {
-        let cost = message_cost(m.payload.len(), &m.priority);
+        let cost = m.cost();
         self.held_bytes += cost;
         self.gauge.add(cost);
     }
@@ -113,7 +120,7 @@ impl QueueState {
     }
 
     fn credit_message(&mut self, m: &Message) {
-        self.credit(message_cost(m.payload.len(), &m.priority));
+        self.credit(m.cost());
     }
 
     /// Gives back everything the queue is charged: it is being deleted.
@@ -292,19 +299,14 @@ impl QueueState {
                 }
             }
             Record::DeadLettersPurged { .. } => {
-                let freed: u64 = self
-                    .dead
-                    .values()
-                    .map(|d| message_cost(d.msg.payload.len(), &d.msg.priority))
-                    .sum();
+                let freed: u64 = self.dead.values().map(|d| d.msg.cost()).sum();
                 self.credit(freed);
                 self.dead.clear();
                 self.dead_index.clear();
             }
             Record::QueuePurged { .. } => {
                 fx.removed = self.len();
-                let freed: u64 =
-                    self.msgs.values().map(|m| message_cost(m.payload.len(), &m.priority)).sum();
+                let freed: u64 = self.msgs.values().map(|m| m.cost()).sum();
                 self.credit(freed);
                 self.msgs.clear();
                 self.ready = SkipMap::new();

@@ -3,13 +3,18 @@
 //! strings are part of the contract; the `error` text is for humans and may change.
 
 use serde::Serialize;
-use warp::http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use warp::http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::engine::EngineError;
 
-/// A failed request: status, stable code, human text, and for 405 the allowed methods.
+/// Seconds a client is told to wait (`Retry-After`) when a limit that frees itself soon
+/// refused it: a waiter slot, a session slot, memory.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// A failed request: status, stable code, human text, for 405 the allowed methods, and for
+/// refusals that pass with time a `Retry-After`.
 /// Requirements: API-0003
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -17,6 +22,7 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub allow: Option<String>,
+    pub retry_after: bool,
 }
 
 #[derive(Serialize)]
@@ -27,7 +33,12 @@ struct ErrorBody<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), allow: None }
+        ApiError { status, code, message: message.into(), allow: None, retry_after: false }
+    }
+
+    fn retry_later(mut self) -> Self {
+        self.retry_after = true;
+        self
     }
 
     /// Body is valid JSON of the wrong shape: missing field, wrong type, out of range.
@@ -72,8 +83,9 @@ impl ApiError {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_waiters",
-            format!("{limit} consumers are already waiting in a long poll; retry later"),
+            format!("every long-poll slot ({limit}) is taken; retry later"),
         )
+        .retry_later()
     }
 
     /// Every WebSocket session slot is taken (QRUSTY_MAX_WS_SESSIONS).
@@ -83,6 +95,7 @@ impl ApiError {
             "too_many_sessions",
             format!("{limit} WebSocket sessions are open, the limit; retry later"),
         )
+        .retry_later()
     }
 
     pub fn unauthorized() -> Self {
@@ -116,6 +129,9 @@ impl ApiError {
         if let Some(allow) = self.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
             resp.headers_mut().insert(ALLOW, allow);
         }
+        if self.retry_after {
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
         resp
     }
 }
@@ -123,6 +139,8 @@ impl ApiError {
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
         let message = err.to_string();
+        // Memory comes back as consumers ack: worth retrying, unlike the other refusals.
+        let retry = matches!(err, EngineError::MemoryLimit(_));
         let (status, code) = match err {
             EngineError::InvalidQueueName(_) => (StatusCode::BAD_REQUEST, "invalid_queue_name"),
             EngineError::QueueNotFound(_) => (StatusCode::NOT_FOUND, "queue_not_found"),
@@ -135,12 +153,18 @@ impl From<EngineError> for ApiError {
             EngineError::StaleLock => (StatusCode::CONFLICT, "stale_lock"),
             EngineError::QueueFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "queue_full"),
             EngineError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"),
+            EngineError::RecordTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             EngineError::MemoryLimit(_) => (StatusCode::SERVICE_UNAVAILABLE, "memory_limit"),
             EngineError::StorageUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
         };
-        ApiError::new(status, code, message)
+        let err = ApiError::new(status, code, message);
+        if retry {
+            err.retry_later()
+        } else {
+            err
+        }
     }
 }
 
@@ -167,6 +191,7 @@ mod tests {
             (EngineError::NotLocked, 404, "not_locked"),
             (EngineError::QueueFull("q".into()), 507, "queue_full"),
             (EngineError::PayloadTooLarge("big".into()), 413, "message_too_large"),
+            (EngineError::RecordTooLarge("big".into()), 413, "payload_too_large"),
             (EngineError::MemoryLimit("full".into()), 503, "memory_limit"),
             (EngineError::StorageUnavailable("disk".into()), 503, "storage_unavailable"),
             (EngineError::InvalidQueueName("_x".into()), 400, "invalid_queue_name"),

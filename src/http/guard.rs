@@ -100,9 +100,14 @@ pub enum CorsPolicy {
 
 impl CorsPolicy {
     /// `configured` is QRUSTY_CORS_ORIGINS split at commas; unset, the rule is: any
-    /// origin without a token, none with one. `*` among the origins means any.
+    /// origin without a token, none with one. `*` among the origins means any. Spaces
+    /// around an origin are dropped (`a, b` is a natural way to write the list), and so
+    /// are empty entries.
     pub fn new(configured: Option<&[String]>, token_set: bool) -> CorsPolicy {
-        match configured {
+        let trimmed: Option<Vec<String>> = configured.map(|list| {
+            list.iter().map(|o| o.trim()).filter(|o| !o.is_empty()).map(String::from).collect()
+        });
+        match trimmed.as_deref() {
             None if token_set => CorsPolicy::Closed,
             None => CorsPolicy::Any,
             Some(list) if list.iter().any(|o| o == "*") => CorsPolicy::Any,
@@ -132,22 +137,26 @@ pub fn preflight(policy: CorsPolicy) -> BoxedFilter<(Response,)> {
     warp::options()
         .and(warp::header::<String>("access-control-request-method"))
         .and(warp::header::optional::<String>("origin"))
-        .and_then(move |_: String, origin: Option<String>| {
+        .and(warp::header::optional::<HeaderValue>("access-control-request-headers"))
+        .and_then(move |_: String, origin: Option<String>, asked: Option<HeaderValue>| {
             let allowed = policy.allow_origin(origin.as_deref()).is_some();
             async move {
                 if allowed {
-                    Ok(())
+                    Ok(asked)
                 } else {
                     Err(warp::reject::not_found())
                 }
             }
         })
-        .untuple_one()
-        .map(|| {
+        .map(|asked: Option<HeaderValue>| {
             let mut resp = empty_reply();
             let headers = resp.headers_mut();
             headers.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("*"));
-            headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+            // The headers asked for are echoed: the Fetch standard never lets `*` cover
+            // `Authorization`, so a browser sending the token would be refused. `*` (as
+            // 0.15.0 answers) only when none are asked for.
+            let allow = asked.unwrap_or_else(|| HeaderValue::from_static("*"));
+            headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, allow);
             resp
         })
         .boxed()
@@ -156,10 +165,17 @@ pub fn preflight(policy: CorsPolicy) -> BoxedFilter<(Response,)> {
 /// Adds the CORS headers the policy gives a request from `origin`.
 /// Requirements: API-0001, API-0032
 pub fn add_cors(policy: &CorsPolicy, origin: Option<&str>, mut resp: Response) -> Response {
-    let Some(allow) = policy.allow_origin(origin) else { return resp };
+    let allow = policy.allow_origin(origin);
+    // With a list, a reply to an origin left out differs from one to a listed origin, so
+    // it needs `Vary` too, or a shared cache could serve one to the other.
+    if allow.is_none() && !matches!(policy, CorsPolicy::Origins(_)) {
+        return resp;
+    }
     let headers = resp.headers_mut();
-    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow);
-    headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("*"));
+    if let Some(allow) = allow {
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+        headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("*"));
+    }
     headers.insert(
         VARY,
         HeaderValue::from_static(

@@ -13,14 +13,15 @@ use prometheus_client::registry::Registry;
 use super::error::ApiError;
 use super::{text_reply, HandlerResult};
 use crate::engine::Engine;
+use crate::slots::ServerSlots;
 use crate::wal::{WalStats, FSYNC_BUCKETS_SECONDS};
 
 const MEDIA_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 type QueueLabels = Vec<(&'static str, String)>;
 
-/// Requirements: API-0023, SYS-0015, PER-0026
-pub fn render(engine: &Engine) -> HandlerResult {
+/// Requirements: API-0023, SYS-0015, PER-0026, SYS-0033
+pub fn render(engine: &Engine, slots: &ServerSlots) -> HandlerResult {
     let mut registry = Registry::with_prefix("qrusty");
 
     let available = Family::<QueueLabels, Gauge>::default();
@@ -58,6 +59,28 @@ pub fn render(engine: &Engine) -> HandlerResult {
         "QRUSTY_MAX_MEMORY_BYTES; 0 means no limit",
         ConstGauge::new(gauge_value(engine.memory_limit())),
     );
+
+    let refusals = [
+        (
+            "connections",
+            "Connections refused at QRUSTY_MAX_CONNECTIONS",
+            slots.connections.refused(),
+        ),
+        (
+            "ws_sessions",
+            "WebSocket upgrades refused at QRUSTY_MAX_WS_SESSIONS",
+            slots.ws_sessions.refused(),
+        ),
+        (
+            "long_polls",
+            "Long polls refused at QRUSTY_MAX_WAITING_CONSUMERS",
+            slots.long_polls.refused(),
+        ),
+        ("memory_limit", "Publishes refused at QRUSTY_MAX_MEMORY_BYTES", engine.memory_refusals()),
+    ];
+    for (name, help, value) in refusals {
+        registry.register(format!("refused_{name}"), help, ConstCounter::new(value));
+    }
 
     if let Some(wal) = engine.wal_stats() {
         register_wal(&mut registry, &wal);

@@ -35,7 +35,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::engine::Engine;
-use crate::server::ServerLimits;
+use crate::slots::ServerSlots;
 use body::{ApiRequest, BodyStream};
 use error::ApiError;
 use routes::{Match, RouteId, RouteSpec};
@@ -46,12 +46,13 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// Slots for long polls (`wait_seconds`) that found nothing and wait.
     waiters: waiters::Waiters,
+    slots: Arc<ServerSlots>,
 }
 
 impl ApiState {
-    pub fn new(engine: Arc<Engine>, max_body_bytes: usize, limits: ServerLimits) -> ApiState {
-        let waiters = waiters::Waiters::new(limits.max_waiting_consumers);
-        ApiState { engine, max_body_bytes, waiters }
+    pub fn new(engine: Arc<Engine>, max_body_bytes: usize, slots: Arc<ServerSlots>) -> ApiState {
+        let waiters = waiters::Waiters::new(slots.long_polls.clone());
+        ApiState { engine, max_body_bytes, waiters, slots }
     }
 }
 
@@ -135,7 +136,7 @@ async fn dispatch(state: &ApiState, spec: &RouteSpec, req: ApiRequest) -> Handle
         RouteId::DlqList => dlq::list(engine, req),
         RouteId::DlqRedrive => dlq::redrive(engine, req).await,
         RouteId::DlqPurge => dlq::purge(engine, req).await,
-        RouteId::Metrics => metrics::render(engine),
+        RouteId::Metrics => metrics::render(engine, &state.slots),
         RouteId::OpenApi => Ok(json_reply(openapi::document())),
         // The WebSocket filter declined: not an upgrade request.
         RouteId::WebSocket => Err(ApiError::new(

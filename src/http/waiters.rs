@@ -6,21 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-
 use super::error::ApiError;
 use crate::engine::{Delivery, Engine};
+use crate::slots::Slots;
 
 pub struct Waiters {
-    /// `None`: no cap.
-    slots: Option<Arc<Semaphore>>,
-    limit: usize,
+    slots: Arc<Slots>,
 }
 
 impl Waiters {
-    /// `limit` 0 means no cap.
-    pub fn new(limit: usize) -> Waiters {
-        Waiters { slots: (limit > 0).then(|| Arc::new(Semaphore::new(limit))), limit }
+    pub fn new(slots: Arc<Slots>) -> Waiters {
+        Waiters { slots }
     }
 
     /// `Engine::consume`, with the wait counted against the cap.
@@ -34,16 +30,17 @@ impl Waiters {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, ApiError> {
-        let Some(slots) = self.slots.as_ref().filter(|_| !wait.is_zero()) else {
+        if self.slots.limit() == 0 || wait.is_zero() {
             return Ok(engine.consume(queue, consumer_id, timeout_secs, max, wait).await?);
-        };
+        }
         let got = engine.consume(queue, consumer_id, timeout_secs, max, Duration::ZERO).await?;
         if !got.is_empty() {
             return Ok(got);
         }
-        let Ok(_slot) = slots.try_acquire() else {
-            tracing::warn!(queue, limit = self.limit, "long poll refused: every slot is taken");
-            return Err(ApiError::too_many_waiters(self.limit));
+        let Some(_slot) = self.slots.take() else {
+            // DEBUG: one line per refused poll would flood the log; /metrics counts them.
+            tracing::debug!(queue, limit = self.slots.limit(), "long poll refused: no slot");
+            return Err(ApiError::too_many_waiters(self.slots.limit()));
         };
         Ok(engine.consume(queue, consumer_id, timeout_secs, max, wait).await?)
     }

@@ -15,6 +15,10 @@ pub const HEADER_LEN: usize = 40;
 pub const FRAME_HEADER_LEN: usize = 8;
 /// Size of the footer that closes a checkpoint file.
 pub const FOOTER_LEN: usize = 28;
+/// Largest record body the format allows. Replay accepts every record up to this size,
+/// whatever `WalOptions::max_record_bytes` says today, so lowering the append limit never
+/// makes an existing log unreadable.
+pub const MAX_RECORD_BYTES: u32 = 1 << 30;
 /// First eight bytes of a checkpoint footer. Read as a frame length it is far above any
 /// record size, so a footer can never be mistaken for a frame.
 pub const FOOTER_MAGIC: [u8; 8] = *b"QCKPTEND";

@@ -88,7 +88,8 @@ pub struct WalOptions {
     pub fsync: FsyncPolicy,
     /// Default `Strict`.
     pub recovery: RecoveryMode,
-    /// Largest record body accepted by append and by recovery. Default 16 MiB.
+    /// Largest record body accepted by append. Default 16 MiB; capped at
+    /// `frame::MAX_RECORD_BYTES`, the size recovery reads up to whatever this says.
     pub max_record_bytes: u32,
 }
 
@@ -208,7 +209,8 @@ impl Wal {
         let recovered = recovery::recover(&*fs, &opts, visit)?;
 
         let last_lsn = recovered.last_lsn;
-        let shared = Arc::new(Shared::new(opts.max_record_bytes, last_lsn));
+        let shared =
+            Arc::new(Shared::new(opts.max_record_bytes.min(frame::MAX_RECORD_BYTES), last_lsn));
         let mut segments = recovered.summary.segments;
         let mut bytes = recovered.summary.bytes + recovered.checkpoint_bytes;
         let mut sealed: std::collections::BTreeMap<u64, u64> =

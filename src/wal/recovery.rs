@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::checkpoint;
-use super::frame::{self, FrameError, HeaderError, FRAME_HEADER_LEN, HEADER_LEN};
+use super::frame::{self, FrameError, HeaderError, FRAME_HEADER_LEN, HEADER_LEN, MAX_RECORD_BYTES};
 use super::fs::FileSystem;
 use super::segment::{is_checkpoint_temp, list_checkpoints, list_segments};
 use super::{RecoveryMode, RecoverySummary, WalError, WalOptions, CHECKPOINT_LSN};
@@ -81,7 +81,7 @@ pub fn recover(
     for (index, (id, path)) in segments.iter().enumerate() {
         let newest = index + 1 == segments.len();
         let bytes = fs.read(path)?;
-        let scan = scan_segment(&bytes, *id, opts.max_record_bytes, path, visit)?;
+        let scan = scan_segment(&bytes, *id, MAX_RECORD_BYTES, path, visit)?;
         summary.records += scan.records;
         if scan.first_lsn > 0 {
             last_lsn = last_lsn.max(scan.first_lsn + scan.records - 1);
@@ -103,7 +103,7 @@ pub fn recover(
             continue;
         };
 
-        let valid_follows = next_valid_frame(&bytes, damage.offset + 1, *id, opts.max_record_bytes);
+        let valid_follows = next_valid_frame(&bytes, damage.offset + 1, *id, MAX_RECORD_BYTES);
         let torn_tail = newest && valid_follows.is_none();
         if !torn_tail && opts.recovery == RecoveryMode::Strict {
             let reason = match valid_follows {
@@ -196,7 +196,7 @@ fn load_checkpoint(
     // Limitation: a damaged newest checkpoint fails the open in every recovery mode. The
     // segments it covered are gone, so there is no valid prefix to fall back to.
     let bytes = fs.read(&path)?;
-    let loaded = checkpoint::read(&bytes, id, opts.max_record_bytes, &path, &mut |body| {
+    let loaded = checkpoint::read(&bytes, id, MAX_RECORD_BYTES, &path, &mut |body| {
         visit(CHECKPOINT_LSN, body)
     })?;
     summary.checkpoint_records = loaded.records;
@@ -267,8 +267,8 @@ fn scan_segment(
                 offset += len;
             }
             Err(FrameError::TooLong(len)) if whole_valid_frame(&bytes[offset..], id, len) => {
-                // A real record above today's limit (the limit was lowered): not damage, and
-                // cutting it as a torn tail would lose it.
+                // A real record above the format's maximum (written by a build that allowed
+                // more): not damage, and cutting it as a torn tail would lose it.
                 let reason = format!("record of {len} bytes is above max_record_bytes");
                 return Err(WalError::Corrupt {
                     file: path.to_path_buf(),

@@ -38,6 +38,7 @@ impl From<EngineError> for WsError {
             EngineError::StaleLock => "stale_lock",
             EngineError::QueueFull(_) => "queue_full",
             EngineError::PayloadTooLarge(_) => "message_too_large",
+            EngineError::RecordTooLarge(_) => "payload_too_large",
             EngineError::MemoryLimit(_) => "memory_limit",
             EngineError::StorageUnavailable(_) => "storage_unavailable",
         };

@@ -22,13 +22,13 @@ mod subscription;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use warp::filters::BoxedFilter;
 use warp::Filter;
 
 use crate::engine::Engine;
 use crate::http::error::ApiError;
 use crate::logs::LogHub;
+use crate::slots::Slots;
 
 pub use errors::WsError;
 
@@ -53,31 +53,25 @@ impl Default for WsOptions {
     }
 }
 
-/// The `/ws` route. `max_sessions` (0: no cap) bounds the sessions open at once: an
-/// upgrade beyond it is answered 503 `too_many_sessions` with a JSON body instead.
+/// The `/ws` route. `slots` bounds the sessions open at once: an upgrade beyond it is
+/// answered 503 `too_many_sessions` with a JSON body instead.
 /// Requirements: SYS-0004, WS-0001, SYS-0027
 pub fn filter(
     engine: Arc<Engine>,
     logs: Arc<LogHub>,
     opts: WsOptions,
-    max_sessions: usize,
+    slots: Arc<Slots>,
 ) -> BoxedFilter<(Box<dyn warp::Reply>,)> {
-    let slots = (max_sessions > 0).then(|| Arc::new(Semaphore::new(max_sessions)));
     warp::path("ws")
         .and(warp::path::end())
         .and(warp::ws())
         .map(move |ws: warp::ws::Ws| {
-            let slot = match slots.as_ref().map(|s| s.clone().try_acquire_owned()) {
-                Some(Err(_)) => {
-                    tracing::warn!(
-                        limit = max_sessions,
-                        "WebSocket upgrade refused: limit reached"
-                    );
-                    let refusal = ApiError::too_many_sessions(max_sessions).into_response();
-                    return Box::new(refusal) as Box<dyn warp::Reply>;
-                }
-                Some(Ok(slot)) => Some(slot),
-                None => None,
+            let Some(slot) = slots.take() else {
+                // DEBUG: one line per refused upgrade would flood the log; /metrics
+                // counts them.
+                tracing::debug!(limit = slots.limit(), "WebSocket upgrade refused: no slot");
+                let refusal = ApiError::too_many_sessions(slots.limit()).into_response();
+                return Box::new(refusal) as Box<dyn warp::Reply>;
             };
             let engine = Arc::clone(&engine);
             let logs = Arc::clone(&logs);

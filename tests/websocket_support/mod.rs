@@ -37,7 +37,7 @@ pub async fn server_with(opts: WsOptions, logs: Arc<LogHub>) -> Server {
 
 /// A `/ws` server in front of an engine the test opened itself (a log on `SimFs`, say).
 pub async fn server_on(engine: Arc<Engine>, opts: WsOptions, logs: Arc<LogHub>) -> Server {
-    let route = qrusty::ws::filter(Arc::clone(&engine), logs, opts, 0);
+    let route = qrusty::ws::filter(Arc::clone(&engine), logs, opts, qrusty::slots::Slots::new(0));
     let (addr, serving) = warp::serve(route).bind_ephemeral(([127, 0, 0, 1], 0));
     tokio::spawn(serving);
     Server { addr, engine }
