@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use qrusty::engine::{Engine, EngineOptions, StorageConfig};
 use qrusty::logs::LogHub;
+use qrusty::slots::Slots;
 use qrusty::wal::{FsyncPolicy, WalOptions};
 use qrusty::ws::WsOptions;
 use serde_json::{json, Value};
@@ -47,7 +48,7 @@ async fn send(ws: &mut Socket, v: Value) {
 /// Publish-to-deliver latencies of `samples` messages, each published only once the one
 /// before it was delivered and acked, so the subscriber is idle every time.
 async fn measure(engine: Arc<Engine>, samples: usize) -> Vec<Duration> {
-    let route = qrusty::ws::filter(engine, LogHub::detached(), WsOptions::default(), 0);
+    let route = qrusty::ws::filter(engine, LogHub::detached(), WsOptions::default(), Slots::new(0));
     let (addr, serving) = warp::serve(route).bind_ephemeral(([127, 0, 0, 1], 0));
     tokio::spawn(serving);
     let url = format!("ws://{addr}/ws");
