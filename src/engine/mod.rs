@@ -7,6 +7,7 @@ mod compaction;
 mod dlq;
 pub mod error;
 mod index;
+mod inspect;
 mod messages;
 mod names;
 mod queue;
@@ -21,6 +22,7 @@ use std::time::Instant;
 
 pub use compaction::{CompactionReport, DEFAULT_COMPACTION_RATIO};
 pub use error::EngineError;
+pub use inspect::{DeadLetterDump, MessageDump, QueueDump};
 pub use types::*;
 
 use parking_lot::RwLock;
