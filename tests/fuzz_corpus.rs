@@ -58,7 +58,8 @@ fn http_body_corpus_passes() {
 #[test]
 #[ignore]
 fn write_seed_corpus() {
-    let targets: [(&str, Vec<(String, Vec<u8>)>); 3] = [
+    type Seeds = Vec<(String, Vec<u8>)>;
+    let targets: [(&str, Seeds); 3] = [
         ("wal_decode", wal_decode::seeds()),
         ("crash_recovery", crash_recovery::seeds()),
         ("http_body", http_body::seeds()),

@@ -84,7 +84,7 @@ pub fn check(data: &[u8]) {
         if !q.is_empty() {
             uri = format!("{uri}?{q}");
         }
-        let mut req = warp::test::request().method(method).path(&uri).body(body.to_vec());
+        let mut req = warp::test::request().method(method).path(&uri).body(body);
         if sel & 32 == 0 {
             req = req.header("content-type", "application/json");
         }

@@ -150,7 +150,7 @@ fn crc(segment: u64, body: &[u8]) -> u32 {
 
 /// Rewrites the header and the CRC of every frame the lengths lay out, so that mutations of
 /// lengths and bodies still reach the code behind the checksums.
-fn repair(id: u64, bytes: &mut Vec<u8>) {
+fn repair(id: u64, bytes: &mut [u8]) {
     if bytes.len() < HEADER {
         return;
     }
