@@ -150,7 +150,8 @@ bench: build
 
 # cargo-fuzz needs the nightly toolchain: rustup toolchain install nightly. Each target
 # starts from its checked-in seeds (fuzz/corpus/<target>, read only) and grows a scratch
-# corpus under fuzz/target/work/; crashes land in fuzz/artifacts/<target>/.
+# corpus under fuzz/target/work/; crashes land in fuzz/artifacts/<target>/. Built with debug
+# assertions, so an arithmetic overflow is a crash too.
 FUZZ_FLAGS ?= -rss_limit_mb=2048 -timeout=60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
@@ -158,7 +159,8 @@ fuzz:
 	for target in $$($(CARGO) +nightly fuzz list --fuzz-dir fuzz); do \
 		echo "== fuzz $$target for $(FUZZ_SECONDS) s"; \
 		mkdir -p fuzz/target/work/$$target; \
-		$(CARGO) +nightly fuzz run --fuzz-dir fuzz $$target fuzz/target/work/$$target \
+		$(CARGO) +nightly fuzz run --fuzz-dir fuzz --debug-assertions $$target \
+			fuzz/target/work/$$target \
 			fuzz/corpus/$$target -- -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) || exit 1; \
 	done
 

@@ -201,7 +201,7 @@ pub fn expect(files: &[(u64, Vec<u8>)], mode: RecoveryMode) -> Expect {
             damage = Some(0);
         } else if u32_at(b, 8) != 2 || u32_at(b, 12) != 0 || u32_at(b, 32) != 0 {
             return Expect::Fails(records);
-        } else if u64_at(b, 16) != *id || u64_at(b, 24) == 0 {
+        } else if u64_at(b, 16) != *id || !(1..=1 << 62).contains(&u64_at(b, 24)) {
             damage = Some(0);
         } else {
             first_lsn = u64_at(b, 24);
