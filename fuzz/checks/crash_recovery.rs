@@ -331,6 +331,10 @@ impl Model {
                 Reply::Done
             }
             Step::Publish(name, msgs) => {
+                // An empty batch publishes nothing, and so creates no queue either.
+                if msgs.is_empty() {
+                    return Ok(Reply::Published(Vec::new()));
+                }
                 if !self.queues.contains_key(name) {
                     self.queues.insert(name.clone(), MQueue::new(QueueConfig::default()));
                 }
@@ -1049,6 +1053,34 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         ];
         out.push((format!("halt-after-{after}"), encode(0, &ops)));
     }
+    // A lock that runs out with its retries used up is a dead letter at once, for every
+    // operation: a publish of its payload is no duplicate, a purge keeps it, turning
+    // duplicates off keeps the other copy.
+    let expired = |then: Op| {
+        vec![
+            Create { q: 0, ordering: 0, dups: false, text: false },
+            Publish { q: 0, prio: 1, payload: 1, retries: 0 },
+            Publish { q: 0, prio: 1, payload: 2, retries: 0 },
+            consume(0, 1),
+            Advance { ms: 2000 },
+            then,
+            Crash { mode: 0 },
+            Redrive { q: 0, pick: None },
+        ]
+    };
+    out.push(("expired-then-publish".into(), encode(0, &expired(publish(0, 1)))));
+    out.push(("expired-then-purge".into(), encode(0, &expired(Purge { q: 0 }))));
+    let dedupe = vec![
+        Create { q: 0, ordering: 2, dups: true, text: false },
+        Publish { q: 0, prio: 1, payload: 1, retries: 0 },
+        Publish { q: 0, prio: 1, payload: 1, retries: 0 },
+        Consume { q: 0, consumer: 0, max: 0, timeout: 1 },
+        Advance { ms: 2000 },
+        Configure { q: 0, dups: false },
+        Crash { mode: 0 },
+        consume(0, 1),
+    ];
+    out.push(("expired-then-dedupe".into(), encode(0, &dedupe)));
     // Many small records: the log rolls over many tiny segments.
     let rolls: Vec<Op> = (0..40u8).map(|i| publish(i % 3, i)).chain([Crash { mode: 1 }]).collect();
     out.push(("segment-rolls".to_string(), encode(0, &rolls)));
@@ -1062,4 +1094,14 @@ pub fn check_seed_encoding() {
         let names: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
         assert!(ops.len() >= 8, "{name}: {names:?}");
     }
+}
+
+/// The scenario an input stands for, one operation a line: for reading a crash.
+pub fn describe(data: &[u8]) -> String {
+    let s = parse(data);
+    let mut out = format!("segment bytes {}\n", (u64::from(s.segment_units) + 1) * 128);
+    for (i, op) in s.ops.iter().enumerate() {
+        out.push_str(&format!("{i:3} {op:?}\n"));
+    }
+    out
 }

@@ -287,6 +287,16 @@ impl Engine {
             let Some(q) = cat.get(name).cloned() else {
                 return Err(EngineError::QueueNotFound(name.to_string()));
             };
+            // Turning duplicates off keeps every locked copy: settle the expired locks first,
+            // so that one whose retries ran out counts as the dead letter it is.
+            let expiry = match allow_duplicates {
+                Some(false) => {
+                    let mut txn = Txn::begin(self, &q);
+                    txn.expire_due(self.clock.now_ms())?;
+                    txn.finish()
+                }
+                _ => Pending::none(),
+            };
             let (qid, current_dups) = {
                 let st = q.state.lock();
                 (st.qid, st.config.allow_duplicates)
@@ -326,7 +336,7 @@ impl Engine {
                     "removed duplicate payloads"
                 );
             }
-            removed.0
+            expiry.then(removed.0)
         };
         pending.wait().await
     }
@@ -362,6 +372,9 @@ impl Engine {
             let cat = self.catalog.read();
             let Some(q) = cat.get(name) else { return Ok(0) };
             let mut txn = Txn::begin(self, q);
+            // Expiry is exact: a lock that ran out with its retries used up made a dead
+            // letter, which a purge keeps (found by the crash fuzzer).
+            txn.expire_due(self.clock.now_ms())?;
             let qid = txn.qid();
             let fx = txn.emit(Record::QueuePurged { qid })?;
             (txn.finish(), fx.removed)
