@@ -26,7 +26,7 @@ use qrusty::engine::{
     Engine, EngineError, EngineOptions, Holder, NackOutcome, NewMessage, Ordering, Priority,
     PriorityKind, QueueConfig, QueueDump, StorageConfig,
 };
-use qrusty::wal::{CrashMode, FsyncPolicy, RecoveryMode, SimFs, WalOptions};
+use qrusty::wal::{CrashMode, Fault, FsyncPolicy, RecoveryMode, SimFs, WalOptions};
 
 const QUEUES: [&str; 3] = ["a", "b", "c"];
 const CONSUMERS: [&str; 2] = ["c0", "c1"];
@@ -120,6 +120,12 @@ pub enum Op {
     /// A power cut, then a restart: 0 durable only, 1 torn write, 2 zero-filled.
     Crash {
         mode: u8,
+    },
+    /// Makes the `nth` (mod 8, plus one) next call of a kind fail: a write (EIO), a write
+    /// that fills the disk half-way, a file sync, a directory sync, a file creation.
+    Fault {
+        kind: u8,
+        nth: u8,
     },
 }
 
@@ -690,9 +696,11 @@ impl Harness {
             Op::DlqPurge { q } => Step::DlqPurge(self.queue(*q)),
             Op::Purge { q } => Step::Purge(self.queue(*q)),
             Op::Delete { q } => Step::Delete(self.queue(*q)),
-            Op::Advance { .. } | Op::Compact { .. } | Op::Halt { .. } | Op::Crash { .. } => {
-                return None
-            }
+            Op::Advance { .. }
+            | Op::Compact { .. }
+            | Op::Halt { .. }
+            | Op::Crash { .. }
+            | Op::Fault { .. } => return None,
         })
     }
 
@@ -786,6 +794,12 @@ impl Harness {
             Op::Advance { ms } => return self.clock.advance_ms(u64::from(*ms)),
             Op::Halt { after } => return self.fs.halt_after(u64::from(after % 32)),
             Op::Crash { mode } => return self.crash(*mode),
+            Op::Fault { kind, nth } => {
+                let kind =
+                    [Fault::Write, Fault::NoSpace, Fault::Sync, Fault::SyncDir, Fault::Create]
+                        [usize::from(*kind) % 5];
+                return self.fs.inject(kind, u64::from(nth % 8) + 1);
+            }
             _ => {}
         }
         if self.failed {
@@ -921,7 +935,7 @@ pub fn check(data: &[u8]) {
 /// picks the variant, then the fields in order; an `Option` or each `Vec` element is
 /// preceded by a bool byte).
 pub fn encode_op(op: &Op) -> Vec<u8> {
-    const VARIANTS: u64 = 18;
+    const VARIANTS: u64 = 19;
     let (index, fields): (u64, Vec<u8>) = match op {
         Op::Create { q, ordering, dups, text } => {
             (0, vec![*q, *ordering, u8::from(*dups), u8::from(*text)])
@@ -962,6 +976,7 @@ pub fn encode_op(op: &Op) -> Vec<u8> {
         ),
         Op::Halt { after } => (16, vec![*after]),
         Op::Crash { mode } => (17, vec![*mode]),
+        Op::Fault { kind, nth } => (18, vec![*kind, *nth]),
     };
     let tag = ((index << 32).div_ceil(VARIANTS)) as u32;
     let mut out = tag.to_le_bytes().to_vec();
@@ -1081,6 +1096,36 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         consume(0, 1),
     ];
     out.push(("expired-then-dedupe".into(), encode(0, &dedupe)));
+    // Each kind of failed call in the middle of traffic, then a restart.
+    for kind in 0..5u8 {
+        for nth in [0u8, 2] {
+            let ops = vec![
+                publish(0, 1),
+                Fault { kind, nth },
+                publish(0, 2),
+                consume(0, 2),
+                Compact { during: None },
+                publish(1, 3),
+                Crash { mode: kind % 3 },
+                consume(0, 2),
+            ];
+            out.push((format!("fault-{kind}-{nth}"), encode(0, &ops)));
+        }
+    }
+    // What the fuzzer found: an empty batch creates no queue; locks that expire together
+    // (the lock-table walk that leaked).
+    let found = vec![
+        PublishBatch { q: 1, msgs: vec![] },
+        Create { q: 1, ordering: 2, dups: false, text: false },
+        PublishBatch { q: 0, msgs: vec![(0, 0, 0), (1, 1, 1), (2, 2, 2)] },
+        Consume { q: 0, consumer: 0, max: 2, timeout: 0 },
+        Tick,
+        Consume { q: 0, consumer: 1, max: 2, timeout: 1 },
+        Advance { ms: 1000 },
+        Tick,
+        Crash { mode: 0 },
+    ];
+    out.push(("found-empty-batch-and-expiry-walk".into(), encode(0, &found)));
     // Many small records: the log rolls over many tiny segments.
     let rolls: Vec<Op> = (0..40u8).map(|i| publish(i % 3, i)).chain([Crash { mode: 1 }]).collect();
     out.push(("segment-rolls".to_string(), encode(0, &rolls)));
