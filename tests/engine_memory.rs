@@ -54,7 +54,7 @@ async fn rounds(e: &Engine, n: usize) {
     }
 }
 
-// Verifies: DLV-0007
+// Verifies: DLV-0029
 #[tokio::test(flavor = "current_thread")]
 async fn expiring_locks_leak_no_memory() {
     let mut opts = EngineOptions::new(StorageConfig::Memory);

@@ -39,19 +39,19 @@ fn replay(target: &str, check: fn(&[u8])) {
     assert!(failed.is_empty(), "inputs failing the {target} check: {failed:#?}");
 }
 
-// Verifies: PER-0003, PER-0005, PER-0014, PER-0015, PER-0016
+// Verifies: PER-0003, PER-0005, PER-0014, PER-0015, PER-0016, PER-0029
 #[test]
 fn wal_decode_corpus_passes() {
     replay("wal_decode", wal_decode::check);
 }
 
-// Verifies: PER-0009, PER-0012, PER-0013, PER-0019, PER-0024, PER-0028
+// Verifies: PER-0009, PER-0012, PER-0013, PER-0024, PER-0028, PER-0029, DLV-0007
 #[test]
 fn crash_recovery_corpus_passes() {
     replay("crash_recovery", crash_recovery::check);
 }
 
-// Verifies: API-0002
+// Verifies: API-0002, API-0003
 #[test]
 fn http_body_corpus_passes() {
     replay("http_body", http_body::check);

@@ -921,7 +921,7 @@ pub fn parse(data: &[u8]) -> Scenario {
 }
 
 /// The check. Panics on any disagreement.
-// Verifies: PER-0009, PER-0012, PER-0013, PER-0019, PER-0024, PER-0028
+// Verifies: PER-0009, PER-0012, PER-0013, PER-0024, PER-0028, PER-0029, DLV-0007
 pub fn check(data: &[u8]) {
     let scenario = parse(data);
     let mut h = Harness::new(scenario.segment_units);

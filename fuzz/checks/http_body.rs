@@ -40,7 +40,7 @@ fn path(template: &str, queue: &str, id: &str) -> String {
 }
 
 /// The check. Panics on a 5xx, a non-JSON error reply or a server that stops answering.
-// Verifies: API-0002
+// Verifies: API-0002, API-0003
 pub fn check(data: &[u8]) {
     let routes = routes();
     let (route, sel, query, body) = match data {

@@ -263,7 +263,7 @@ fn open(fs: &SimFs, mode: RecoveryMode) -> (Result<Wal, WalError>, Replayed, u64
 const PROBE: &[u8] = b"appended after recovery";
 
 /// The check. Panics on any disagreement.
-// Verifies: PER-0003, PER-0005, PER-0014, PER-0015, PER-0016
+// Verifies: PER-0003, PER-0005, PER-0014, PER-0015, PER-0016, PER-0029
 pub fn check(data: &[u8]) {
     let mut input = parse(data);
     for (id, bytes) in &mut input.files {

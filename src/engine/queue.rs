@@ -121,6 +121,7 @@ impl QueueState {
     /// range iterator never releases the entries it steps over, so every lock it visited
     /// leaked once removed (found by the crash fuzzer under LeakSanitizer; upstream
     /// crossbeam#1178). `iter` releases them.
+    /// Requirements: DLV-0029
     fn due_lock_entries(
         &self,
         now_ms: u64,
