@@ -290,11 +290,7 @@ impl Engine {
             // Turning duplicates off keeps every locked copy: settle the expired locks first,
             // so that one whose retries ran out counts as the dead letter it is.
             let expiry = match allow_duplicates {
-                Some(false) => {
-                    let mut txn = Txn::begin(self, &q);
-                    txn.expire_due(self.clock.now_ms())?;
-                    txn.finish()
-                }
+                Some(false) => self.settle_expired(&q)?,
                 _ => Pending::none(),
             };
             let (qid, current_dups) = {
@@ -341,6 +337,17 @@ impl Engine {
         pending.wait().await
     }
 
+    /// Settles the queue's expired locks, for operations that do not go through a `Txn`.
+    /// Expiry is exact: whatever an operation sees, a lock past its deadline is already
+    /// back in the queue or a dead letter (the crash fuzzer found purge, delete, turning
+    /// duplicates off and publish's duplicate check seeing it still locked).
+    /// Requirements: DLV-0007
+    fn settle_expired(&self, q: &Queue) -> Result<Pending> {
+        let mut txn = Txn::begin(self, q);
+        txn.expire_due(self.clock.now_ms())?;
+        Ok(txn.finish())
+    }
+
     fn emit_catalog_counted(&self, cat: &mut Catalog, rec: Record) -> Result<(Pending, u64)> {
         let ticket = self.log_append(&rec)?;
         let now = self.clock.now_ms();
@@ -356,8 +363,12 @@ impl Engine {
         let (pending, removed) = {
             let mut cat = self.catalog.write();
             let Some(q) = cat.get(name).cloned() else { return Ok(0) };
+            // The count leaves out a lock that ran out of retries: it is a dead letter.
+            let expiry = self.settle_expired(&q)?;
             let qid = q.state.lock().qid;
-            self.emit_catalog_counted(&mut cat, Record::QueueDeleted { qid })?
+            let (pending, removed) =
+                self.emit_catalog_counted(&mut cat, Record::QueueDeleted { qid })?;
+            (expiry.then(pending), removed)
         };
         pending.wait().await?;
         tracing::info!(queue = name, messages = removed, "deleted queue");
