@@ -472,8 +472,9 @@ fn step_queue(step: &Step) -> Option<&str> {
         | Step::Redrive(n, _)
         | Step::DlqPurge(n)
         | Step::Purge(n)
-        | Step::Rename(n, _) => Some(n),
-        Step::Create(..) | Step::Tick | Step::Delete(_) => None,
+        | Step::Rename(n, _)
+        | Step::Delete(n) => Some(n),
+        Step::Create(..) | Step::Tick => None,
     }
 }
 
