@@ -257,6 +257,9 @@ impl Engine {
     /// Makes sure `name` exists, creating it with the default config (a publish to an
     /// unknown queue).
     /// Requirements: API-0014, SCH-0001
+    // Limitation: the implicit creation is its own log record, ahead of the publish. A
+    // publish that fails with 503 (or a crash before its reply) can leave the new, empty
+    // queue behind after a restart; the crash fuzzer's model allows exactly that.
     fn ensure_queue(&self, name: &str) -> Result<Pending> {
         if self.catalog.read().get(name).is_some() {
             return Ok(Pending::none());
