@@ -559,6 +559,8 @@ fn open_engine(fs: &SimFs, clock: &Arc<ManualClock>, segment_bytes: u64) -> Arc<
     let wal = WalOptions {
         dir: wal_dir(),
         segment_bytes,
+        // Limitation: `always` only. Under `interval` and `never` an acknowledged operation
+        // may be lost in a power cut, which this model (acknowledged means durable) forbids.
         fsync: FsyncPolicy::Always,
         recovery: RecoveryMode::Strict,
         max_record_bytes: 1 << 20,
