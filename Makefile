@@ -168,13 +168,20 @@ bench: build
 		echo "SKIP HTTP scenarios: $(BENCH_SH) not found (the shared bench folder)"; \
 	fi
 
-# cargo-fuzz needs the nightly toolchain: rustup toolchain install nightly.
+# cargo-fuzz needs the nightly toolchain: rustup toolchain install nightly. Each target
+# starts from its checked-in seeds (fuzz/corpus/<target>, read only) and grows a scratch
+# corpus under fuzz/target/work/; crashes land in fuzz/artifacts/<target>/. Built with debug
+# assertions, so an arithmetic overflow is a crash too.
+FUZZ_FLAGS ?= -rss_limit_mb=2048 -timeout=60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
 	@test -d fuzz || { echo "no fuzz/ directory yet"; exit 1; }
-	for target in $$($(CARGO) +nightly fuzz list); do \
+	for target in $$($(CARGO) +nightly fuzz list --fuzz-dir fuzz); do \
 		echo "== fuzz $$target for $(FUZZ_SECONDS) s"; \
-		$(CARGO) +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+		mkdir -p fuzz/target/work/$$target; \
+		$(CARGO) +nightly fuzz run --fuzz-dir fuzz --debug-assertions $$target \
+			fuzz/target/work/$$target \
+			fuzz/corpus/$$target -- -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) || exit 1; \
 	done
 
 docker:

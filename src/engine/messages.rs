@@ -127,6 +127,9 @@ impl Engine {
                 return Err(EngineError::QueueNotFound(queue.to_string()));
             };
             let mut txn = Txn::begin(self, q);
+            // A payload held only by a lock that ran out with its retries used up belongs to
+            // a dead letter now: not a duplicate (found by the crash fuzzer).
+            txn.expire_due(self.clock.now_ms())?;
             let qid = txn.qid();
             let kind = txn.state.config.priority_kind;
             for m in &msgs {

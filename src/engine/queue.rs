@@ -162,7 +162,19 @@ impl QueueState {
 
     /// Locks whose deadline is at or before `now_ms`, earliest first.
     pub fn due_locks(&self, now_ms: u64) -> Vec<MsgId> {
-        self.locks.range(..=(now_ms, u64::MAX)).map(|e| *e.value()).collect()
+        self.due_lock_entries(now_ms).map(|e| *e.value()).collect()
+    }
+
+    /// The lock table up to `now_ms`. Not `SkipMap::range`: in crossbeam-skiplist 0.1.3 a
+    /// range iterator never releases the entries it steps over, so every lock it visited
+    /// leaked once removed (found by the crash fuzzer under LeakSanitizer; upstream
+    /// crossbeam#1178). `iter` releases them.
+    /// Requirements: DLV-0029
+    fn due_lock_entries(
+        &self,
+        now_ms: u64,
+    ) -> impl Iterator<Item = crossbeam_skiplist::map::Entry<'_, (u64, u64), MsgId>> {
+        self.locks.iter().take_while(move |e| e.key().0 <= now_ms)
     }
 
     /// How many locks have expired by `now_ms`, without changing anything: stats read this
@@ -170,7 +182,7 @@ impl QueueState {
     pub fn due_lock_split(&self, now_ms: u64) -> (u64, u64) {
         let mut requeue = 0;
         let mut dead = 0;
-        for e in self.locks.range(..=(now_ms, u64::MAX)) {
+        for e in self.due_lock_entries(now_ms) {
             match self.msgs.get(e.value()) {
                 Some(m) if m.retry_count >= m.max_retries => dead += 1,
                 Some(_) => requeue += 1,

@@ -11,6 +11,11 @@ use super::fs::FileSystem;
 use super::segment::{is_checkpoint_temp, list_checkpoints, list_segments};
 use super::{RecoveryMode, RecoverySummary, WalError, WalOptions, CHECKPOINT_LSN};
 
+/// The largest first LSN a segment header may give. A real log is nowhere near it; a
+/// header above it (valid CRC, arbitrary bytes) would make LSN arithmetic overflow, so it
+/// counts as damage, like first LSN 0 (found by the `wal_decode` fuzz target).
+/// Requirements: PER-0002
+pub(crate) const MAX_FIRST_LSN: u64 = 1 << 62;
 /// The visitor recovery feeds: `(lsn, body)`, checkpoint bodies with [`CHECKPOINT_LSN`].
 pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), String> + 'a;
 
@@ -229,11 +234,13 @@ fn scan_segment(
 ) -> Result<Scan, WalError> {
     let mut first_lsn = 0;
     let header_damage = match frame::decode_header(bytes) {
-        Ok(header) if header.id == id && header.first_lsn > 0 => {
+        Ok(header) if header.id == id && (1..=MAX_FIRST_LSN).contains(&header.first_lsn) => {
             first_lsn = header.first_lsn;
             None
         }
-        Ok(header) if header.id == id => Some("header gives first LSN 0".to_string()),
+        Ok(header) if header.id == id => {
+            Some(format!("header gives first LSN {}, outside 1..=2^62", header.first_lsn))
+        }
         Ok(header) => Some(format!("header names segment {}, file name says {id}", header.id)),
         Err(HeaderError::Short) => Some("incomplete segment header".to_string()),
         Err(HeaderError::Invalid) => Some("invalid segment header".to_string()),
