@@ -79,7 +79,7 @@ machete:
 	cargo-machete
 
 script-lint: deps
-	shellcheck .ci/run scripts/*.sh
+	shellcheck .ci/run scripts/*.sh benches/*.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
