@@ -5,26 +5,18 @@
 # the load generator is the one ../shared/bench/bench.sh builds)
 set -u
 bin=${1:-target/release/qrusty}
-lg=${BENCH_TARGET_DIR:-$HOME/.cache/qrusty-bench/target}/release/loadgen
+# shellcheck source=benches/server.sh
+. "$(dirname "$0")/server.sh"
 port=${PORT:-6812}
 for mode in wal memory; do
   for proto in http ws; do
-    dir=$(mktemp -d)
-    STORAGE_MODE=$mode QRUSTY_FSYNC=always DATA_PATH=$dir BIND_ADDR=127.0.0.1:$port \
-      RUST_LOG=warn "$bin" &
-    server=$!
-    for _ in $(seq 50); do
-      curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-      sleep 0.1
-    done
+    start_server "$bin" "$mode" "$port"
     timeout 60 "$lg" --addr "127.0.0.1:$port" --proto "$proto" --scenario mixed --queue mix \
       --create -p 4 -c 8 -d 10 --max-seconds 30 |
       python3 -c "import json, sys; d = json.load(sys.stdin); l = d['ack_lat_us']
 print('mode=$mode proto=$proto publish/s', d['publish_per_s'], 'ack/s', d['ack_per_s'],
       'end backlog', d['end_backlog'], 'ack p50/p99 us', l['p50'], l['p99'],
       'errors', d['errors'])"
-    kill -INT "$server"
-    wait "$server"
-    rm -rf "$dir"
+    stop_server
   done
 done

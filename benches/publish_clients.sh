@@ -5,26 +5,18 @@
 # the load generator is the one ../shared/bench/bench.sh builds)
 set -u
 bin=${1:-target/release/qrusty}
-lg=${BENCH_TARGET_DIR:-$HOME/.cache/qrusty-bench/target}/release/loadgen
+# shellcheck source=benches/server.sh
+. "$(dirname "$0")/server.sh"
 port=${PORT:-6811}
 for clients in 1 16 64; do
   for mode in wal memory; do
-    dir=$(mktemp -d)
-    STORAGE_MODE=$mode QRUSTY_FSYNC=always DATA_PATH=$dir BIND_ADDR=127.0.0.1:$port \
-      RUST_LOG=warn "$bin" &
-    server=$!
-    for _ in $(seq 50); do
-      curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-      sleep 0.1
-    done
+    start_server "$bin" "$mode" "$port"
     count=$((clients == 1 ? 5000 : 50000))
     timeout 60 "$lg" --addr "127.0.0.1:$port" --scenario publish --queue pub --create \
       -c "$clients" -n "$count" --max-seconds 20 |
       python3 -c "import json, sys; d = json.load(sys.stdin); l = d['lat_us']
 print('clients=$clients mode=$mode', d['ops_per_s'], 'msg/s, p50', l['p50'], 'us, p99',
       l['p99'], 'us, errors', d['errors'])"
-    kill -INT "$server"
-    wait "$server"
-    rm -rf "$dir"
+    stop_server
   done
 done
