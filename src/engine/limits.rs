@@ -50,25 +50,32 @@ pub fn check_consumer_id(consumer_id: &str) -> Result<()> {
 /// Bytes held by every message and dead letter of every queue, and the publishes the
 /// memory limit refused.
 #[derive(Debug, Default)]
-pub struct MemoryGauge(AtomicU64, AtomicU64);
+pub struct MemoryGauge {
+    held: AtomicU64,
+    refusals: AtomicU64,
+}
 
 impl MemoryGauge {
     pub fn held(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Publishes refused with `memory_limit` since start.
     pub fn refusals(&self) -> u64 {
-        self.1.load(Ordering::Relaxed)
+        self.refusals.load(Ordering::Relaxed)
     }
 
     pub(super) fn add(&self, bytes: u64) {
-        self.0.fetch_add(bytes, Ordering::Relaxed);
+        self.held.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn count_refusal(&self) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn sub(&self, bytes: u64) {
         // Never below zero: a bookkeeping slip must not wrap into "memory is full".
-        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+        let _ = self.held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
             Some(held.saturating_sub(bytes))
         });
     }
@@ -129,7 +136,7 @@ impl Limits {
             let cost: u64 = msgs.iter().map(|m| message_cost(m.payload.len(), &m.priority)).sum();
             let held = gauge.held();
             if held.saturating_add(cost) > self.max_memory_bytes {
-                gauge.1.fetch_add(1, Ordering::Relaxed);
+                gauge.count_refusal();
                 return Err(EngineError::MemoryLimit(format!(
                     "queued messages hold {held} bytes; {cost} more would pass the limit of {} \
                      bytes",

@@ -274,12 +274,12 @@ impl Engine {
         self.memory.held()
     }
 
-    /// The limit `memory_held` is checked against; 0 means none.
     /// Publishes the memory limit refused since start.
     pub fn memory_refusals(&self) -> u64 {
         self.memory.refusals()
     }
 
+    /// The limit `memory_held` is checked against; 0 means none.
     pub fn memory_limit(&self) -> u64 {
         self.limits.max_memory_bytes
     }
