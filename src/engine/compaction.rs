@@ -144,7 +144,7 @@ impl Chunker<'_> {
 
     fn write(&mut self, rec: &Record) -> Result<()> {
         self.bytes = 0;
-        self.out.append(&rec.encode()).map_err(storage_err)
+        self.out.append(&rec.encode()).map(drop).map_err(storage_err)
     }
 }
 

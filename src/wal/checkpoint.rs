@@ -22,22 +22,26 @@ use super::WalError;
 /// Frames are gathered into appends of about this size.
 const WRITE_CHUNK: usize = 1 << 20;
 
+/// Sees each body of a checkpoint with the file offset it starts at.
+pub type BodyVisit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), String> + 'a;
+
 /// What reading a checkpoint found.
 pub struct Loaded {
     pub records: u64,
     pub last_lsn: u64,
 }
 
-/// Reads a whole checkpoint, passing every body to `visit`. Anything short of a valid
-/// header, valid frames and a valid footer at the very end is an error: a checkpoint is
-/// only renamed into place once it is complete and synced, so damage here is real.
+/// Reads a whole checkpoint, passing every body, with its file offset, to `visit`.
+/// Anything short of a valid header, valid frames and a valid footer at the very end is an
+/// error: a checkpoint is only renamed into place once it is complete and synced, so
+/// damage here is real.
 /// Requirements: PER-0023
 pub fn read(
     bytes: &[u8],
     id: u64,
     max_record_bytes: u32,
     path: &Path,
-    visit: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    visit: &mut BodyVisit<'_>,
 ) -> Result<Loaded, WalError> {
     let corrupt = |offset: usize, reason: String| WalError::Corrupt {
         file: path.to_path_buf(),
@@ -69,7 +73,9 @@ pub fn read(
             }
             Err(err) => return Err(corrupt(offset, err.describe())),
         };
-        visit(body).map_err(|reason| corrupt(offset, format!("replay rejected it: {reason}")))?;
+        let body_at = (offset + frame::FRAME_HEADER_LEN) as u64;
+        visit(body_at, body)
+            .map_err(|reason| corrupt(offset, format!("replay rejected it: {reason}")))?;
         records += 1;
         offset += len;
     }
@@ -138,8 +144,8 @@ impl CheckpointWriter {
         })
     }
 
-    /// Adds one record body.
-    pub fn append(&mut self, body: &[u8]) -> Result<(), WalError> {
+    /// Adds one record body; returns the file offset it starts at.
+    pub fn append(&mut self, body: &[u8]) -> Result<u64, WalError> {
         if body.is_empty() {
             return Err(WalError::EmptyRecord);
         }
@@ -148,13 +154,19 @@ impl CheckpointWriter {
             return Err(WalError::RecordTooLarge { len: body.len(), max });
         }
         let at = self.buf.len();
+        let body_at = self.bytes + (at + frame::FRAME_HEADER_LEN) as u64;
         frame::push_unsealed(&mut self.buf, body);
         frame::seal_frame(&mut self.buf[at..], frame::checkpoint_key(self.id));
         self.records += 1;
         if self.buf.len() >= WRITE_CHUNK {
             self.flush()?;
         }
-        Ok(())
+        Ok(body_at)
+    }
+
+    /// The id of the checkpoint: addresses of bytes in it name this id.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     fn flush(&mut self) -> Result<(), WalError> {
@@ -182,9 +194,12 @@ impl CheckpointWriter {
         let stats = &self.shared.stats;
         let bytes_before = stats.bytes_on_disk.load(Ordering::Relaxed);
         let path = self.dir.join(checkpoint_name(self.id));
+        // Readable before anything it replaces is deleted; a failure here deletes nothing.
+        let reader = self.fs.open_read(&self.temp)?;
         self.fs.rename(&self.temp, &path)?;
         self.renamed = true;
         self.fs.sync_dir(&self.dir)?;
+        self.shared.locator.add_checkpoint(self.id, reader);
         let old_checkpoint = stats.checkpoint_bytes.swap(self.bytes, Ordering::Relaxed);
         stats.bytes_on_disk.fetch_add(self.bytes, Ordering::Relaxed);
 

@@ -29,6 +29,15 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, renames, deletions) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Opens a file for reads at any offset while it may still grow. The handle keeps
+    /// reading the same file after it is renamed or deleted.
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>>;
+}
+
+/// A file opened for reading, shared by every reader of it.
+pub trait ReadAt: Send + Sync {
+    /// Copies `len` bytes from offset `off`; an error if the file is shorter.
+    fn read_at(&self, off: u64, len: usize) -> io::Result<Vec<u8>>;
 }
 
 /// An open file the log appends to.
@@ -136,6 +145,50 @@ impl FileSystem for RealFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>> {
+        let file = File::open(path)?;
+        Ok(Arc::new(MappedFile { file, map: parking_lot::Mutex::new(None) }))
+    }
+}
+
+/// A file read through a memory map of it, mapped again when a read goes past the end of
+/// the current map (the active segment grows while it is read).
+struct MappedFile {
+    file: File,
+    map: parking_lot::Mutex<Option<Arc<memmap2::Mmap>>>,
+}
+
+impl MappedFile {
+    /// A map that covers `end`, the current one if it does.
+    fn map_covering(&self, end: u64) -> io::Result<Arc<memmap2::Mmap>> {
+        let mut map = self.map.lock();
+        if let Some(m) = map.as_ref().filter(|m| m.len() as u64 >= end) {
+            return Ok(m.clone());
+        }
+        if self.file.metadata()?.len() < end {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file"));
+        }
+        // SAFETY: the log only ever appends to its files, and every byte a reader asks for
+        // was written and acknowledged before: nothing changes or cuts it while it is
+        // mapped. (A failed log cuts unacknowledged bytes only.) Deleting the file leaves
+        // the map valid.
+        // Limitation: another process truncating a log file under the server would make a
+        // read fault (SIGBUS); the data directory must belong to one server.
+        let fresh = Arc::new(unsafe { memmap2::Mmap::map(&self.file)? });
+        *map = Some(fresh.clone());
+        Ok(fresh)
+    }
+}
+
+impl ReadAt for MappedFile {
+    fn read_at(&self, off: u64, len: usize) -> io::Result<Vec<u8>> {
+        let end = off
+            .checked_add(len as u64)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset overflows"))?;
+        let map = self.map_covering(end)?;
+        Ok(map[off as usize..end as usize].to_vec())
     }
 }
 

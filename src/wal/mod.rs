@@ -9,6 +9,8 @@
 //! - `recovery`: replay at open (the newest checkpoint, then the segments it does not
 //!   cover), torn-tail cutting, damage detection.
 //! - [`checkpoint`]: checkpoint files, written beside the log so old segments can go.
+//! - `locate`: where each record body of a live file is, and read handles, for
+//!   [`Wal::read`] of bytes inside a record ([`LogLoc`]).
 //!
 //! Every record gets a log sequence number (LSN): 1 for the first record ever, then one up
 //! per record, across restarts. A segment header stores the LSN of its first record, so a
@@ -21,6 +23,7 @@
 pub mod checkpoint;
 pub mod frame;
 pub mod fs;
+mod locate;
 mod recovery;
 pub mod segment;
 pub mod simfs;
@@ -36,13 +39,14 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 pub use checkpoint::{CheckpointReport, CheckpointWriter};
-pub use fs::{real_fs, FileBytes, FileSystem, RealFs, WalFile};
+pub use fs::{real_fs, FileBytes, FileSystem, ReadAt, RealFs, WalFile};
+pub use locate::{BodyAt, Locator, LogLoc};
 pub use simfs::{CrashMode, Fault, SimCounts, SimFs};
 
 use segment::ActiveSegment;
 use writer::{Mark, MarkKind, Shared, Writer};
 
-pub use recovery::Visit;
+pub use recovery::{AddressedVisit, Visit};
 
 /// The LSN that recovery passes with the bodies of a checkpoint: no log record has it, since
 /// LSNs start at 1.
@@ -73,6 +77,8 @@ pub enum RecoveryMode {
 
 /// Default segment size at which the log rolls: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Largest segment size: body offsets inside a segment are indexed as u32.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 31;
 /// Default largest record body: 16 MiB, well above the 2 MiB request body limit.
 pub const DEFAULT_MAX_RECORD_BYTES: u32 = 16 << 20;
 
@@ -127,6 +133,9 @@ pub enum WalError {
     /// `close` was called.
     #[error("log is closed")]
     Closed,
+    /// Bytes asked for by [`Wal::read`] are in no live file (or were never written).
+    #[error("log bytes unreadable: {0}")]
+    Unreadable(String),
 }
 
 impl From<io::Error> for WalError {
@@ -205,12 +214,27 @@ impl Wal {
         fs: Arc<dyn FileSystem>,
         visit: &mut Visit<'_>,
     ) -> Result<(Wal, RecoverySummary), WalError> {
+        Wal::open_addressed(opts, fs, &mut |at, body, _| visit(at.lsn(), body))
+    }
+
+    /// [`Wal::open`] for a visitor that keeps addresses of bytes in the bodies it sees
+    /// (see [`Wal::read`]): it learns where each body is, and may read bytes of bodies it
+    /// saw before through the [`Locator`].
+    /// Requirements: SYS-0034
+    pub fn open_addressed(
+        mut opts: WalOptions,
+        fs: Arc<dyn FileSystem>,
+        visit: &mut AddressedVisit<'_>,
+    ) -> Result<(Wal, RecoverySummary), WalError> {
+        // Body offsets are indexed as u32: segments stay below 2 GiB so every one fits.
+        opts.segment_bytes = opts.segment_bytes.min(MAX_SEGMENT_BYTES);
         fs.create_dir_all(&opts.dir)?;
-        let recovered = recovery::recover(&*fs, &opts, visit)?;
+        let locator = Locator::default();
+        let recovered = recovery::recover(&*fs, &opts, &locator, visit)?;
 
         let last_lsn = recovered.last_lsn;
-        let shared =
-            Arc::new(Shared::new(opts.max_record_bytes.min(frame::MAX_RECORD_BYTES), last_lsn));
+        let max_record = opts.max_record_bytes.min(frame::MAX_RECORD_BYTES);
+        let shared = Arc::new(Shared::new(max_record, last_lsn, locator));
         let mut segments = recovered.summary.segments;
         let mut bytes = recovered.summary.bytes + recovered.checkpoint_bytes;
         let mut sealed: std::collections::BTreeMap<u64, u64> =
@@ -233,6 +257,7 @@ impl Wal {
                 }
                 let id = recovered.max_id + 1;
                 let created = ActiveSegment::create(&*fs, &opts.dir, id, last_lsn + 1)?;
+                shared.locator.add_segment(id, last_lsn + 1, fs.open_read(&created.path)?);
                 segments += 1;
                 bytes += created.written;
                 created
@@ -371,6 +396,33 @@ impl Wal {
 
     pub fn stats(&self) -> WalStats {
         self.shared.stats.snapshot()
+    }
+
+    /// Copies the bytes at `loc`. A log record not yet durable is waited for first
+    /// (blocking): its bytes may still sit in the pending buffer. Fails with
+    /// [`WalError::Unreadable`] when no live file holds them, or with the I/O error.
+    /// Requirements: SYS-0034
+    pub fn read(&self, loc: LogLoc) -> Result<Vec<u8>, WalError> {
+        if let Some(lsn) = loc.lsn() {
+            let mut queue = self.shared.queue.lock();
+            if lsn > queue.appended {
+                return Err(WalError::Unreadable(format!("record {lsn} was never appended")));
+            }
+            while queue.durable < lsn && queue.failure.is_none() {
+                self.shared.acked.wait(&mut queue);
+            }
+            if queue.durable < lsn {
+                let reason = queue.failure.clone().unwrap_or_default();
+                return Err(WalError::ReadOnly(reason));
+            }
+        }
+        self.shared.locator.read(loc)
+    }
+
+    /// Drops the read handles of files below segment `id` (deleted by the checkpoint of
+    /// that id) once nothing addresses bytes in them any more.
+    pub fn forget_below(&self, id: u64) {
+        self.shared.locator.forget_below(id);
     }
 }
 

@@ -8,16 +8,21 @@ use std::time::Instant;
 use super::checkpoint;
 use super::frame::{self, FrameError, HeaderError, FRAME_HEADER_LEN, HEADER_LEN, MAX_RECORD_BYTES};
 use super::fs::FileSystem;
+use super::locate::{BodyAt, Locator};
 use super::segment::{is_checkpoint_temp, list_checkpoints, list_segments};
-use super::{RecoveryMode, RecoverySummary, WalError, WalOptions, CHECKPOINT_LSN};
+use super::{RecoveryMode, RecoverySummary, WalError, WalOptions};
 
 /// The largest first LSN a segment header may give. A real log is nowhere near it; a
 /// header above it (valid CRC, arbitrary bytes) would make LSN arithmetic overflow, so it
 /// counts as damage, like first LSN 0 (found by the `wal_decode` fuzz target).
 /// Requirements: PER-0002
 pub(crate) const MAX_FIRST_LSN: u64 = 1 << 62;
-/// The visitor recovery feeds: `(lsn, body)`, checkpoint bodies with [`CHECKPOINT_LSN`].
+/// The visitor recovery feeds: `(lsn, body)`, checkpoint bodies with
+/// [`CHECKPOINT_LSN`](super::CHECKPOINT_LSN).
 pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), String> + 'a;
+/// The visitor that also learns where each body is, and may read (through the locator)
+/// bytes of bodies visited before.
+pub type AddressedVisit<'a> = dyn FnMut(BodyAt, &[u8], &Locator) -> Result<(), String> + 'a;
 
 /// What recovery leaves for the writer.
 pub struct Recovered {
@@ -66,11 +71,12 @@ struct Scan {
 pub fn recover(
     fs: &dyn FileSystem,
     opts: &WalOptions,
-    visit: &mut Visit<'_>,
+    locator: &Locator,
+    visit: &mut AddressedVisit<'_>,
 ) -> Result<Recovered, WalError> {
     let started = Instant::now();
     let mut summary = RecoverySummary::default();
-    let loaded = load_checkpoint(fs, opts, visit, &mut summary)?;
+    let loaded = load_checkpoint(fs, opts, locator, visit, &mut summary)?;
     let covers_below = loaded.map_or(0, |(id, _, _)| id);
     let mut last_lsn = loaded.map_or(0, |(_, lsn, _)| lsn);
 
@@ -86,7 +92,9 @@ pub fn recover(
     for (index, (id, path)) in segments.iter().enumerate() {
         let newest = index + 1 == segments.len();
         let bytes = fs.read(path)?;
-        let scan = scan_segment(&bytes, *id, MAX_RECORD_BYTES, path, visit)?;
+        let file = fs.open_read(path)?;
+        let indexed = Indexed { locator, file };
+        let scan = scan_segment(&bytes, *id, MAX_RECORD_BYTES, path, &indexed, visit)?;
         summary.records += scan.records;
         if scan.first_lsn > 0 {
             last_lsn = last_lsn.max(scan.first_lsn + scan.records - 1);
@@ -130,6 +138,9 @@ pub fn recover(
             fs.sync_dir(&opts.dir)?;
         }
         let kept = cut_segment(fs, &opts.dir, path, damage.offset)?;
+        if !kept {
+            locator.forget_segment(*id);
+        }
 
         if torn_tail {
             tracing::warn!(
@@ -179,7 +190,8 @@ pub fn recover(
 fn load_checkpoint(
     fs: &dyn FileSystem,
     opts: &WalOptions,
-    visit: &mut Visit<'_>,
+    locator: &Locator,
+    visit: &mut AddressedVisit<'_>,
     summary: &mut RecoverySummary,
 ) -> Result<Option<(u64, u64, u64)>, WalError> {
     let dir = &opts.dir;
@@ -201,8 +213,9 @@ fn load_checkpoint(
     // Limitation: a damaged newest checkpoint fails the open in every recovery mode. The
     // segments it covered are gone, so there is no valid prefix to fall back to.
     let bytes = fs.read(&path)?;
-    let loaded = checkpoint::read(&bytes, id, MAX_RECORD_BYTES, &path, &mut |body| {
-        visit(CHECKPOINT_LSN, body)
+    locator.add_checkpoint(id, fs.open_read(&path)?);
+    let loaded = checkpoint::read(&bytes, id, MAX_RECORD_BYTES, &path, &mut |offset, body| {
+        visit(BodyAt::Checkpoint { id, offset }, body, locator)
     })?;
     summary.checkpoint_records = loaded.records;
     summary.checkpoint_bytes = bytes.len() as u64;
@@ -223,14 +236,22 @@ fn load_checkpoint(
     Ok(Some((id, loaded.last_lsn, bytes.len() as u64)))
 }
 
+/// Where recovery notes the body offsets of a segment it replays, and its read handle.
+struct Indexed<'a> {
+    locator: &'a Locator,
+    file: std::sync::Arc<dyn super::fs::ReadAt>,
+}
+
 /// Replays the valid frames of one segment through `visit`, stopping at the first damage.
-/// Requirements: PER-0014, PER-0015
+/// Each body is indexed before it is visited, so the visitor may read back into it.
+/// Requirements: PER-0014, PER-0015, SYS-0034
 fn scan_segment(
     bytes: &[u8],
     id: u64,
     max_record_bytes: u32,
     path: &Path,
-    visit: &mut Visit<'_>,
+    indexed: &Indexed<'_>,
+    visit: &mut AddressedVisit<'_>,
 ) -> Result<Scan, WalError> {
     let mut first_lsn = 0;
     let header_damage = match frame::decode_header(bytes) {
@@ -260,12 +281,19 @@ fn scan_segment(
         return Ok(Scan { valid_len: 0, records: 0, first_lsn, damage });
     }
 
+    indexed.locator.add_segment(id, first_lsn, indexed.file.clone());
     let mut offset = HEADER_LEN;
     let mut records = 0;
     while offset < bytes.len() {
         match frame::decode_frame(&bytes[offset..], id, max_record_bytes) {
             Ok((body, len)) => {
-                visit(first_lsn + records, body).map_err(|reason| WalError::Corrupt {
+                let lsn = first_lsn + records;
+                let body_at = (offset + FRAME_HEADER_LEN) as u64;
+                let at = match indexed.locator.push_bodies(id, [body_at]) {
+                    true => BodyAt::Record(lsn),
+                    false => BodyAt::Unaddressable(lsn),
+                };
+                visit(at, body, indexed.locator).map_err(|reason| WalError::Corrupt {
                     file: path.to_path_buf(),
                     offset: offset as u64,
                     reason: format!("replay rejected the record: {reason}"),

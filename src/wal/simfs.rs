@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::fs::{FileBytes, FileSystem, WalFile};
+use super::fs::{FileBytes, FileSystem, ReadAt, WalFile};
 
 /// A kind of call that can be made to fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,6 +31,8 @@ pub enum Fault {
     SyncDir,
     /// Creating a file fails.
     Create,
+    /// A read through a handle of [`FileSystem::open_read`] fails with EIO.
+    Read,
 }
 
 /// What survives a simulated power cut besides the durable bytes.
@@ -353,6 +355,29 @@ impl FileSystem for SimFs {
         let dir = state.dir_mut(dir)?;
         dir.durable = dir.live.clone();
         Ok(())
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>> {
+        let state = self.state.lock();
+        let inode = state.lookup(path)?;
+        let generation = state.generation;
+        Ok(Arc::new(SimFile { state: self.state.clone(), inode, generation }))
+    }
+}
+
+impl ReadAt for SimFile {
+    fn read_at(&self, off: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut state = self.state.lock();
+        self.check_alive(&state)?;
+        if state.fires(Fault::Read) {
+            return Err(err(io::ErrorKind::Other, "injected read failure (EIO)"));
+        }
+        let data = &state.inodes[self.inode].data;
+        let start = usize::try_from(off).unwrap_or(usize::MAX);
+        match data.get(start..start.saturating_add(len)) {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => Err(err(io::ErrorKind::UnexpectedEof, "read past end of file")),
+        }
     }
 }
 

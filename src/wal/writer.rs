@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::frame;
 use super::fs::FileSystem;
+use super::locate::Locator;
 use super::segment::ActiveSegment;
 use super::{FsyncPolicy, WalError, WalOptions, WalStats, FSYNC_BUCKETS_SECONDS};
 
@@ -80,6 +81,8 @@ pub struct Shared {
     pub progress: watch::Sender<Progress>,
     pub max_record_bytes: u32,
     pub stats: StatCells,
+    /// Where each written body is, for reads (`Wal::read`).
+    pub locator: Locator,
 }
 
 /// Counters behind [`WalStats`], updated without the queue lock.
@@ -133,7 +136,7 @@ impl StatCells {
 
 impl Shared {
     /// `last_lsn` is the LSN of the last record recovered: appends continue above it.
-    pub fn new(max_record_bytes: u32, last_lsn: u64) -> Shared {
+    pub fn new(max_record_bytes: u32, last_lsn: u64, locator: Locator) -> Shared {
         let queue = Queue {
             pending: Vec::new(),
             appended: last_lsn,
@@ -150,6 +153,7 @@ impl Shared {
             progress: watch::Sender::new(Progress { durable: last_lsn, failed: false }),
             max_record_bytes,
             stats: StatCells::default(),
+            locator,
         }
     }
 
@@ -373,6 +377,8 @@ impl Writer {
             if end > start {
                 self.preallocate(end - start)?;
                 self.segment.file.append(&batch[start..end])?;
+                // Indexed before the records are acknowledged: a reader waits for that.
+                self.index_bodies(&batch[start..end]);
                 let bytes = (end - start) as u64;
                 self.segment.written += bytes;
                 self.written += records;
@@ -389,6 +395,22 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Notes where the body of each frame of `frames`, just appended at the end of the
+    /// active segment, starts in the file.
+    /// Requirements: SYS-0034
+    fn index_bodies(&self, frames: &[u8]) {
+        let base = self.segment.written;
+        let mut at = 0;
+        let offsets = std::iter::from_fn(|| {
+            (at < frames.len()).then(|| {
+                let body = base + (at + frame::FRAME_HEADER_LEN) as u64;
+                at += frame::frame_len(&frames[at..]);
+                body
+            })
+        });
+        self.shared.locator.push_bodies(self.segment.id, offsets);
     }
 
     /// Fills in the CRCs of the frames from `start` on that fit in the active segment.
@@ -447,6 +469,7 @@ impl Writer {
         self.sync()?;
         let (id, first_lsn) = (self.segment.id + 1, self.written + 1);
         let next = ActiveSegment::create(&*self.fs, &self.opts.dir, id, first_lsn)?;
+        self.shared.locator.add_segment(id, first_lsn, self.fs.open_read(&next.path)?);
         tracing::debug!(segment = next.id, first_lsn, "log rolled to a new segment");
         let sealed = std::mem::replace(&mut self.segment, next);
         self.shared.stats.sealed.lock().insert(sealed.id, sealed.written);

@@ -1,0 +1,198 @@
+//! Reading bytes back out of the log: where each record body of a live segment starts,
+//! and a read handle of every live segment and checkpoint file.
+//!
+//! A frame's position in its segment is only decided when the writer writes it, so bytes
+//! of a log record are addressed by the record's LSN and an offset inside its body; the
+//! writer (and recovery, as it replays) notes each body's file offset here. Checkpoint
+//! bodies have no LSN, so bytes in a checkpoint are addressed by the checkpoint's id and a
+//! file offset. Entries of deleted files stay until [`Locator::forget_below`]: their read
+//! handles keep the files readable (an unlinked file lives on while it is open) until
+//! whoever holds addresses into them has moved them elsewhere.
+//!
+//! Requirements: SYS-0034
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::fs::ReadAt;
+use super::WalError;
+
+/// Set in [`LogLoc`]'s key when it names a checkpoint rather than a log record; LSNs stay
+/// below 2^62 (recovery refuses larger ones).
+const CHECKPOINT_BIT: u64 = 1 << 63;
+
+/// Where some bytes of the log live: inside the body of a log record, or in a checkpoint
+/// file. 24 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LogLoc {
+    /// The record's LSN, or `CHECKPOINT_BIT` | the checkpoint's id.
+    key: u64,
+    /// Offset inside the record's body, or inside the checkpoint file.
+    off: u64,
+    len: u32,
+}
+
+impl LogLoc {
+    /// `len` bytes at `off` inside the body of the log record `lsn`.
+    pub fn in_record(lsn: u64, off: u64, len: u32) -> LogLoc {
+        LogLoc { key: lsn, off, len }
+    }
+
+    /// `len` bytes at file offset `off` of checkpoint `id`.
+    pub fn in_checkpoint(id: u64, off: u64, len: u32) -> LogLoc {
+        LogLoc { key: CHECKPOINT_BIT | id, off, len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The LSN of the record holding the bytes; `None` for a checkpoint.
+    pub fn lsn(&self) -> Option<u64> {
+        (self.key & CHECKPOINT_BIT == 0).then_some(self.key)
+    }
+}
+
+/// Where recovery found a body, for a visitor that wants to address bytes inside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyAt {
+    /// A log record, addressable by its LSN.
+    Record(u64),
+    /// A body of checkpoint `id` starting at file offset `offset`.
+    Checkpoint { id: u64, offset: u64 },
+    /// A log record whose body offset does not fit the index (a segment written with a
+    /// segment size above 2 GiB): its bytes cannot be addressed.
+    Unaddressable(u64),
+}
+
+impl BodyAt {
+    /// The LSN recovery's plain visitor gets: [`super::CHECKPOINT_LSN`] for checkpoints.
+    pub fn lsn(&self) -> u64 {
+        match self {
+            BodyAt::Record(lsn) | BodyAt::Unaddressable(lsn) => *lsn,
+            BodyAt::Checkpoint { .. } => super::CHECKPOINT_LSN,
+        }
+    }
+
+    /// The address of `len` bytes at `off` inside this body, when it has one.
+    pub fn loc(&self, off: u64, len: u32) -> Option<LogLoc> {
+        match *self {
+            BodyAt::Record(lsn) => Some(LogLoc::in_record(lsn, off, len)),
+            BodyAt::Checkpoint { id, offset } => Some(LogLoc::in_checkpoint(id, offset + off, len)),
+            BodyAt::Unaddressable(_) => None,
+        }
+    }
+}
+
+/// Marks a body whose offset does not fit in the index.
+const NO_OFFSET: u32 = u32::MAX;
+
+struct SegmentIndex {
+    id: u64,
+    file: Arc<dyn ReadAt>,
+    /// File offset of the body of record `first_lsn + i`.
+    bodies: Vec<u32>,
+}
+
+/// The index and read handles of the live files.
+#[derive(Default)]
+pub struct Locator {
+    /// By (first LSN, segment id): an empty segment may share its first LSN with the next.
+    segments: RwLock<BTreeMap<(u64, u64), SegmentIndex>>,
+    checkpoints: RwLock<BTreeMap<u64, Arc<dyn ReadAt>>>,
+}
+
+impl Locator {
+    /// Starts indexing segment `id`, whose first record is `first_lsn`.
+    pub fn add_segment(&self, id: u64, first_lsn: u64, file: Arc<dyn ReadAt>) {
+        let index = SegmentIndex { id, file, bodies: Vec::new() };
+        self.segments.write().insert((first_lsn, id), index);
+    }
+
+    /// Notes the body offsets of the next records of segment `id`, in LSN order. Returns
+    /// false when one does not fit (it is then unaddressable).
+    pub fn push_bodies(&self, id: u64, offsets: impl IntoIterator<Item = u64>) -> bool {
+        let mut segments = self.segments.write();
+        let Some(index) = segments.values_mut().rev().find(|s| s.id == id) else {
+            return false;
+        };
+        let mut fits = true;
+        for off in offsets {
+            let off = u32::try_from(off).ok().filter(|o| *o != NO_OFFSET);
+            fits &= off.is_some();
+            index.bodies.push(off.unwrap_or(NO_OFFSET));
+        }
+        fits
+    }
+
+    /// Makes checkpoint `id` readable.
+    pub fn add_checkpoint(&self, id: u64, file: Arc<dyn ReadAt>) {
+        self.checkpoints.write().insert(id, file);
+    }
+
+    /// Drops the entries of segments below `id` and of checkpoints below it: nothing
+    /// addresses them any more.
+    pub fn forget_below(&self, id: u64) {
+        self.segments.write().retain(|_, s| s.id >= id);
+        self.checkpoints.write().retain(|c, _| *c >= id);
+    }
+
+    /// Drops segment `id` (cut away by recovery).
+    pub fn forget_segment(&self, id: u64) {
+        self.segments.write().retain(|_, s| s.id != id);
+    }
+
+    /// Copies the bytes at `loc`. The record must already be written.
+    pub fn read(&self, loc: LogLoc) -> Result<Vec<u8>, WalError> {
+        let gone = |what: String| WalError::Unreadable(what);
+        let (file, off) = match loc.lsn() {
+            Some(lsn) => {
+                let segments = self.segments.read();
+                let found =
+                    segments.range(..=(lsn, u64::MAX)).rev().find(|(_, s)| !s.bodies.is_empty());
+                let Some(((first, _), s)) = found else {
+                    return Err(gone(format!("record {lsn} is in no live segment")));
+                };
+                let body = s.bodies.get((lsn - first) as usize).copied();
+                let body = body.filter(|b| *b != NO_OFFSET).ok_or_else(|| {
+                    gone(format!("record {lsn} is not in the index of segment {}", s.id))
+                })?;
+                (s.file.clone(), u64::from(body) + loc.off)
+            }
+            None => {
+                let id = loc.key & !CHECKPOINT_BIT;
+                let file = self.checkpoints.read().get(&id).cloned();
+                let file = file.ok_or_else(|| gone(format!("checkpoint {id} is not live")))?;
+                (file, loc.off)
+            }
+        };
+        Ok(file.read_at(off, loc.len())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Verifies: SYS-0034
+    #[test]
+    fn an_address_is_small() {
+        assert!(std::mem::size_of::<LogLoc>() <= 24);
+    }
+
+    // Verifies: SYS-0034
+    #[test]
+    fn record_and_checkpoint_addresses_are_told_apart() {
+        assert_eq!(LogLoc::in_record(7, 3, 2).lsn(), Some(7));
+        assert_eq!(LogLoc::in_checkpoint(7, 3, 2).lsn(), None);
+        let at = BodyAt::Checkpoint { id: 4, offset: 100 };
+        assert_eq!(at.loc(5, 1), Some(LogLoc::in_checkpoint(4, 105, 1)));
+        assert_eq!(BodyAt::Unaddressable(9).loc(0, 1), None);
+    }
+}
