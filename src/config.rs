@@ -107,6 +107,12 @@ pub struct Config {
     #[arg(long, env = "QRUSTY_MAX_MEMORY_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub max_memory_bytes: u64,
 
+    /// In wal mode, payloads longer than this many bytes are not kept in RAM: they stay in
+    /// the log and are read back on delivery. 0 keeps every payload in RAM. Queues with
+    /// `allow_duplicates` false keep theirs in RAM whatever this says.
+    #[arg(long, env = "QRUSTY_SPILL_PAYLOAD_BYTES", default_value_t = 64)]
+    pub spill_payload_bytes: usize,
+
     /// Most `/consume` long polls waiting at once; 0 means no limit. Beyond it a long poll
     /// that would wait gets 429 `too_many_waiters` at once.
     #[arg(long, env = "QRUSTY_MAX_WAITING_CONSUMERS", default_value_t = 1024)]
@@ -253,7 +259,7 @@ mod tests {
         assert_eq!(parse_fsync("never"), Ok(FsyncPolicy::Never));
     }
 
-    // Verifies: SYS-0024, API-0032
+    // Verifies: SYS-0024, API-0032, SYS-0034
     #[test]
     fn limits_have_defaults_and_cors_origins_are_a_list() {
         let cfg = parse(&[]).unwrap();
@@ -262,6 +268,7 @@ mod tests {
         assert_eq!((cfg.max_waiting_consumers, cfg.max_ws_sessions), (1024, 1024));
         assert_eq!(cfg.max_connections, 4096);
         assert_eq!(cfg.cors_origins, None);
+        assert_eq!(cfg.spill_payload_bytes, 64);
         let cfg = parse(&["--cors-origins", "https://a.example,https://b.example"]).unwrap();
         assert_eq!(cfg.cors_origins.unwrap(), ["https://a.example", "https://b.example"]);
     }

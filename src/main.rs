@@ -106,6 +106,7 @@ fn engine_options(cfg: &Config) -> EngineOptions {
     opts.max_messages_per_queue = cfg.max_messages_per_queue;
     opts.max_payload_bytes = cfg.max_payload_bytes;
     opts.max_memory_bytes = cfg.max_memory_bytes;
+    opts.spill_payload_bytes = cfg.spill_payload_bytes;
     opts
 }
 

@@ -13,6 +13,9 @@ use qrusty::wal::WalOptions;
 fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
     let mut opts = EngineOptions::new(StorageConfig::Wal(WalOptions::new(dir)));
     opts.clock = clock.clone();
+    // Every payload in RAM, so every one is charged (tests/payload_spill.rs covers the
+    // payloads left in the log).
+    opts.spill_payload_bytes = 0;
     Engine::open(opts).unwrap()
 }
 

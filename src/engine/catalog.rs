@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::limits::MemoryGauge;
+use super::payload::Spill;
 use super::queue::{Effect, QueueState};
 use super::rates::Counters;
 use super::record::Record;
@@ -42,6 +43,16 @@ impl Catalog {
     /// Applies a record. `counters` supplies the counters of a (new) queue name.
     /// Requirements: DLV-0018, PER-0004
     pub fn apply(&mut self, rec: &Record, counters: &dyn Fn(&str) -> Arc<Counters>) -> Effect {
+        self.apply_from(rec, counters, None)
+    }
+
+    /// [`Catalog::apply`] of a record whose payloads may stay in the log (`spill`).
+    pub fn apply_from(
+        &mut self,
+        rec: &Record,
+        counters: &dyn Fn(&str) -> Arc<Counters>,
+        spill: Option<&Spill<'_>>,
+    ) -> Effect {
         match rec {
             Record::QueueCreated { qid, name, config }
             | Record::QueueSnapshot { qid, name, config, .. } => {
@@ -92,7 +103,7 @@ impl Catalog {
             Record::Group(recs) => {
                 let mut fx = Effect::default();
                 for r in recs {
-                    let f = self.apply(r, counters);
+                    let f = self.apply_from(r, counters, spill);
                     fx.became_ready += f.became_ready;
                     fx.removed += f.removed;
                 }
@@ -102,7 +113,7 @@ impl Catalog {
                 self.note_seq(other);
                 let Some(qid) = queue_of(other) else { return Effect::default() };
                 match self.queues.get(&qid) {
-                    Some(q) => q.state.lock().apply(other),
+                    Some(q) => q.state.lock().apply_from(other, spill),
                     None => Effect::default(),
                 }
             }

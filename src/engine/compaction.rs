@@ -9,7 +9,13 @@
 //! - Step B, queue by queue, under the catalog read lock and that queue's mutex only: note
 //!   the queue's LSN `L_q` (the last appended: records are applied under the same mutex, so
 //!   every record of the queue up to `L_q` is applied and none after it), clone its
-//!   messages and dead letters (payloads are shared), release, encode outside the locks.
+//!   messages and dead letters (payloads are shared, or addresses in the log), release,
+//!   encode outside the locks, reading the payloads that are in the log.
+//! - Step C, after the commit, queue by queue under its mutex: every message and dead
+//!   letter whose payload was read from the log is pointed at its copy in the new
+//!   checkpoint, if it still points where the snapshot found it; only then does the log
+//!   drop its read handles of the deleted files. Messages published after `L_q` are in
+//!   segments the checkpoint does not replace and keep their address.
 //!
 //! Replay loads the checkpoint, then skips each log record the checkpoint already holds:
 //! a queue-level record of queue `q` up to `L_q`, a catalog-level record up to
@@ -24,11 +30,12 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::catalog::{queue_of, Queue};
-use super::queue::{snapshot_dead_letter, snapshot_message};
-use super::record::Record;
+use super::payload::{Payload, Spill};
+use super::queue::{snapshot_dead_letter, snapshot_message, Message};
+use super::record::{MsgId, PublishedMessage, Record};
 use super::types::Priority;
 use super::{storage_err, Engine, EngineError, Result};
-use crate::wal::{CheckpointWriter, CHECKPOINT_LSN};
+use crate::wal::{BodyAt, CheckpointWriter, LogLoc, CHECKPOINT_LSN};
 
 /// Default for `EngineOptions::compaction_ratio`.
 pub const DEFAULT_COMPACTION_RATIO: f64 = 0.5;
@@ -131,10 +138,15 @@ impl ReplayFilter {
     }
 }
 
-/// Accumulates snapshot messages into records of a bounded size.
+/// Accumulates snapshot messages into records of a bounded size, and notes where the
+/// payloads that were in the log land in the checkpoint.
 struct Chunker<'a> {
     out: &'a mut CheckpointWriter,
     bytes: usize,
+    /// Messages of the chunk being filled whose payload is in the log, and where.
+    logged: Vec<(MsgId, LogLoc)>,
+    /// Of the queue's chunks written: message, where its payload was, where it is now.
+    moved: Vec<(MsgId, LogLoc, LogLoc)>,
 }
 
 impl Chunker<'_> {
@@ -142,9 +154,41 @@ impl Chunker<'_> {
         self.bytes >= CHUNK_BYTES
     }
 
+    /// Notes a message of the next chunk whose payload text reads from the log at `loc`.
+    fn note(&mut self, m: &Message) {
+        if let Payload::Logged(loc) = m.payload {
+            self.logged.push((m.id, loc));
+        }
+    }
+
+    /// Requirements: SYS-0034
     fn write(&mut self, rec: &Record) -> Result<()> {
         self.bytes = 0;
-        self.out.append(&rec.encode()).map(drop).map_err(storage_err)
+        let body = rec.encode();
+        let offset = self.out.append(&body).map_err(storage_err)?;
+        if self.logged.is_empty() {
+            return Ok(());
+        }
+        let at = BodyAt::Checkpoint { id: self.out.id(), offset };
+        let spill = Spill::new(1, at, rec, &body);
+        let published: Vec<&PublishedMessage> = match rec {
+            Record::MessagesSnapshot { msgs, .. } => msgs.iter().map(|s| &s.msg).collect(),
+            Record::DeadLettersSnapshot { dead, .. } => dead.iter().map(|d| &d.msg).collect(),
+            _ => Vec::new(),
+        };
+        let mut logged = std::mem::take(&mut self.logged).into_iter().peekable();
+        for p in published {
+            let Some((id, from)) = logged.next_if(|(id, _)| *id == p.id) else { continue };
+            // Every payload that was in the log must be found in the checkpoint: the files
+            // it was in are deleted after the commit.
+            let Some(to) = spill.address(p) else {
+                return Err(EngineError::StorageUnavailable(
+                    "a payload is not where the checkpoint layout puts it".into(),
+                ));
+            };
+            self.moved.push((id, from, to));
+        }
+        Ok(())
     }
 }
 
@@ -187,6 +231,7 @@ impl Engine {
 
         // Step B.
         let (mut messages, mut dead_letters, mut written_queues) = (0, 0, 0);
+        let mut moves = Vec::new();
         for (qid, name, q) in queues {
             let (lsn, config, msgs, dead) = {
                 let cat = self.catalog.read();
@@ -205,11 +250,15 @@ impl Engine {
             messages += msgs.len() as u64;
             dead_letters += dead.len() as u64;
 
-            let mut chunker = Chunker { out: &mut out, bytes: 0 };
+            let mut chunker =
+                Chunker { out: &mut out, bytes: 0, logged: Vec::new(), moved: Vec::new() };
             chunker.write(&Record::QueueSnapshot { qid, name, config, lsn })?;
             let mut batch = Vec::new();
             for m in &msgs {
-                let snap = snapshot_message(m);
+                // A payload in the log is read here, outside every lock (waiting for its
+                // record to be durable if need be).
+                chunker.note(m);
+                let snap = snapshot_message(m, self.payload_text(&m.payload)?);
                 chunker.bytes += MESSAGE_OVERHEAD + snap.msg.payload.len();
                 chunker.bytes += text_len(&snap.msg.priority);
                 batch.push(snap);
@@ -223,7 +272,8 @@ impl Engine {
             }
             let mut batch = Vec::new();
             for dl in &dead {
-                let snap = snapshot_dead_letter(dl);
+                chunker.note(&dl.msg);
+                let snap = snapshot_dead_letter(dl, self.payload_text(&dl.msg.payload)?);
                 chunker.bytes += MESSAGE_OVERHEAD + snap.msg.payload.len();
                 chunker.bytes += text_len(&snap.msg.priority);
                 batch.push(snap);
@@ -235,6 +285,7 @@ impl Engine {
             if !batch.is_empty() {
                 chunker.write(&Record::DeadLettersSnapshot { qid, dead: batch })?;
             }
+            moves.push((q, chunker.moved));
         }
 
         // Every sequence number handed out so far is below the counter: tokens and
@@ -249,6 +300,21 @@ impl Engine {
         // says they are there (and the next records would reuse their LSNs).
         let durable = log.sync().map_err(storage_err)?;
         let done = out.commit(durable).map_err(storage_err)?;
+
+        // Step C: payloads that were in the files just deleted now point into the
+        // checkpoint, under each queue's mutex. The deleted files stay readable through
+        // the log's open handles until the last line here, so a reader that took an old
+        // address before it moved can still read it, or find the new one (see
+        // `Engine::read_delivered`). Messages published after the snapshot are in segments
+        // the checkpoint does not replace and keep their address.
+        for (q, moved) in &moves {
+            let mut st = q.state.lock();
+            for (id, from, to) in moved {
+                st.repoint(id, *from, *to);
+            }
+        }
+        drop(moves);
+        log.forget_below(covers_below);
 
         let report = CompactionReport {
             queues: written_queues,

@@ -15,17 +15,20 @@ impl Engine {
         let cat = self.catalog.read();
         let Some(q) = cat.get(queue) else { return Ok(Vec::new()) };
         let st = q.state.lock();
-        Ok(st
-            .dead_letters()
+        // Payloads in the log are read under the queue's lock, which keeps a compaction
+        // from moving them meanwhile.
+        st.dead_letters()
             .take(limit)
-            .map(|d| DeadLetterView {
-                id: format_id(&d.msg.id),
-                payload: d.msg.payload.to_string(),
-                priority: d.msg.priority.clone(),
-                retry_count: d.msg.retry_count,
-                dead_lettered_at_ms: d.at_ms,
+            .map(|d| {
+                Ok(DeadLetterView {
+                    id: format_id(&d.msg.id),
+                    payload: self.payload_text(&d.msg.payload)?,
+                    priority: d.msg.priority.clone(),
+                    retry_count: d.msg.retry_count,
+                    dead_lettered_at_ms: d.at_ms,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Moves dead letters (all, or the named ones) back to their original position with
@@ -51,9 +54,9 @@ impl Engine {
                     if !seen.insert(id) {
                         continue;
                     }
-                    if check_dups {
-                        let p = d.msg.payload.clone();
-                        if txn.state.is_duplicate(&p) || !taken_payloads.insert(p) {
+                    // A queue without duplicates holds its payloads in RAM.
+                    if let Some(p) = d.msg.payload.as_inline().filter(|_| check_dups) {
+                        if txn.state.is_duplicate(p) || !taken_payloads.insert(p.clone()) {
                             continue;
                         }
                     }

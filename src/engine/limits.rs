@@ -12,7 +12,8 @@ use super::queue::QueueState;
 use super::types::{NewMessage, Priority};
 use super::Result;
 
-/// What one message costs in RAM beyond its payload and text priority: the `Message`
+/// What one message costs in RAM beyond the payload bytes it holds in RAM (none when its
+/// payload stays in the log) and its text priority: the `Message`
 /// itself, its entries in the id map and in the ready or lock skip list, and its share of
 /// the duplicate set. An estimate from the structure sizes, rounded up; it makes the limit
 /// hold for queues of many small messages too.
@@ -105,7 +106,8 @@ impl Limits {
     }
 
     /// Everything a publish of `msgs` into `state` must pass besides priorities and
-    /// duplicates.
+    /// duplicates. Payloads above `spill_above` bytes (0: none) will stay in the log and
+    /// cost no RAM.
     /// Requirements: API-0029, API-0031, SYS-0026
     // Limitation: nothing is reserved: publishes to other queues running at the same time
     // may each pass the memory check, overshooting the limit by up to one body each.
@@ -114,6 +116,7 @@ impl Limits {
         state: &QueueState,
         msgs: &[NewMessage],
         gauge: &MemoryGauge,
+        spill_above: usize,
     ) -> Result<()> {
         if self.max_payload_bytes > 0 {
             if let Some(m) = msgs.iter().find(|m| m.payload.len() > self.max_payload_bytes) {
@@ -133,7 +136,9 @@ impl Limits {
             )));
         }
         if self.max_memory_bytes > 0 {
-            let cost: u64 = msgs.iter().map(|m| message_cost(m.payload.len(), &m.priority)).sum();
+            let in_ram = |len: usize| if spill_above > 0 && len > spill_above { 0 } else { len };
+            let cost: u64 =
+                msgs.iter().map(|m| message_cost(in_ram(m.payload.len()), &m.priority)).sum();
             let held = gauge.held();
             if held.saturating_add(cost) > self.max_memory_bytes {
                 gauge.count_refusal();

@@ -4,6 +4,8 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::catalog::Queue;
+use super::payload::Payload;
 use super::queue::Message;
 use super::rates::Counters;
 use super::record::{MsgId, PublishedMessage, Record};
@@ -13,6 +15,7 @@ use super::{
     validate_queue_name, Engine, EngineError, Result, MAX_CONSUME_BATCH, MAX_TIMEOUT_SECS,
     MAX_WAIT_SECS,
 };
+use crate::wal::LogLoc;
 
 /// Longest text priority, in bytes.
 pub const MAX_TEXT_PRIORITY_BYTES: usize = 255;
@@ -56,16 +59,41 @@ fn check_holder(m: &Message, holder: &Holder) -> Result<()> {
     }
 }
 
+/// A delivery of `m`; a payload in the log is left empty, for `Taken::resolve` to fill.
 fn delivery(queue: &str, m: &Message, deadline_ms: u64) -> Delivery {
     Delivery {
         queue: queue.to_string(),
         id: format_id(&m.id),
-        payload: m.payload.to_string(),
+        payload: m.payload.as_inline().map(|p| p.to_string()).unwrap_or_default(),
         priority: m.priority.clone(),
         retry_count: m.retry_count,
         lock_token: m.lock.as_ref().map(|l| format_token(l.token)).unwrap_or_default(),
         created_at_ns: m.created_at_ns,
         locked_until_ms: deadline_ms,
+    }
+}
+
+/// Messages a consume took: their deliveries, and the payloads still to read from the log.
+#[derive(Default)]
+struct Taken {
+    got: Vec<Delivery>,
+    /// Index into `got`, message id, where the payload is.
+    logged: Vec<(usize, MsgId, LogLoc)>,
+    queue: Option<Arc<Queue>>,
+}
+
+impl Taken {
+    /// Reads the payloads left in the log. Only once the consume's own records are
+    /// durable: those come after the Published records in the log, so the bytes are in
+    /// a file by then, whichever buffer they were in when the lock was taken.
+    /// Requirements: SYS-0034
+    fn resolve(mut self, engine: &Engine) -> Result<Vec<Delivery>> {
+        if let Some(q) = &self.queue {
+            for (i, id, loc) in &self.logged {
+                self.got[*i].payload = engine.read_delivered(q, id, *loc)?;
+            }
+        }
+        Ok(self.got)
     }
 }
 
@@ -143,7 +171,11 @@ impl Engine {
                     }
                 }
             }
-            self.limits.check_publish(&txn.state, &msgs, &self.memory)?;
+            let spill_above = match txn.state.config.allow_duplicates {
+                true => self.spill_above,
+                false => 0,
+            };
+            self.limits.check_publish(&txn.state, &msgs, &self.memory, spill_above)?;
             let now_ns = self.clock.now_ns();
             let n = msgs.len() as u64;
             let mut ids = Vec::with_capacity(msgs.len());
@@ -198,10 +230,12 @@ impl Engine {
         }
         let end = tokio::time::Instant::now() + wait;
         loop {
-            let (pending, got) = self.try_consume(queue, consumer_id, timeout_secs, max)?;
-            if !got.is_empty() || tokio::time::Instant::now() >= end {
+            let (pending, taken) = self.try_consume(queue, consumer_id, timeout_secs, max)?;
+            if !taken.got.is_empty() || tokio::time::Instant::now() >= end {
                 pending.wait().await?;
-                return Ok(got);
+                // Limitation: the payloads are copied out of the log's memory maps on the
+                // runtime thread; a page not in the page cache blocks it for a disk read.
+                return taken.resolve(self);
             }
             pending.wait().await?;
             self.wait_available(queue, end).await;
@@ -215,15 +249,15 @@ impl Engine {
         consumer_id: &str,
         timeout_secs: u64,
         max: usize,
-    ) -> Result<(Pending, Vec<Delivery>)> {
+    ) -> Result<(Pending, Taken)> {
         let cat = self.catalog.read();
-        let Some(q) = cat.get(queue) else { return Ok((Pending::none(), Vec::new())) };
+        let Some(q) = cat.get(queue) else { return Ok((Pending::none(), Taken::default())) };
         let mut txn = Txn::begin(self, q);
         let now = self.clock.now_ms();
         txn.expire_due(now)?;
         let ids = txn.state.peek_ready(max);
         if ids.is_empty() {
-            return Ok((txn.finish(), Vec::new()));
+            return Ok((txn.finish(), Taken::default()));
         }
         let qid = txn.qid();
         let deadline_ms = now.saturating_add(timeout_secs * 1000);
@@ -240,12 +274,14 @@ impl Engine {
         let rec = if recs.len() == 1 { recs.pop().unwrap() } else { Record::Group(recs) };
         txn.emit(rec)?;
         let name = txn.state.name.clone();
-        let got = ids
-            .iter()
-            .filter_map(|id| txn.state.get(id))
-            .map(|m| delivery(&name, m, deadline_ms))
-            .collect();
-        Ok((txn.finish(), got))
+        let mut taken = Taken { queue: Some(q.clone()), ..Taken::default() };
+        for m in ids.iter().filter_map(|id| txn.state.get(id)) {
+            if let Payload::Logged(loc) = m.payload {
+                taken.logged.push((taken.got.len(), m.id, loc));
+            }
+            taken.got.push(delivery(&name, m, deadline_ms));
+        }
+        Ok((txn.finish(), taken))
     }
 
     /// Runs `f` on the queue's state under its lock, after settling expired locks.

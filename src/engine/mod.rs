@@ -11,6 +11,7 @@ mod inspect;
 pub mod limits;
 mod messages;
 mod names;
+mod payload;
 mod queue;
 mod rates;
 pub mod record;
@@ -31,6 +32,7 @@ use parking_lot::RwLock;
 use self::catalog::{Catalog, Queue};
 use self::compaction::{Compactor, ReplayFilter};
 use self::limits::{Limits, MemoryGauge};
+use self::payload::Spill;
 use self::queue::QueueState;
 use self::rates::Rates;
 use self::record::Record;
@@ -67,7 +69,14 @@ pub struct EngineOptions {
     /// Compaction runs (from `sample_metrics`) once more than this share of the log's bytes
     /// is dead and a sealed segment exists. Default 0.5; 1.0 or more never compacts.
     pub compaction_ratio: f64,
+    /// With a log, payloads longer than this are not kept in RAM but read back from the
+    /// log on delivery. Default [`DEFAULT_SPILL_PAYLOAD_BYTES`]; 0 keeps every payload in
+    /// RAM.
+    pub spill_payload_bytes: usize,
 }
+
+/// Default for `EngineOptions::spill_payload_bytes`.
+pub const DEFAULT_SPILL_PAYLOAD_BYTES: usize = 64;
 
 impl EngineOptions {
     /// Defaults: the real clock, no limits, the real file system.
@@ -81,6 +90,7 @@ impl EngineOptions {
             max_memory_bytes: 0,
             fs: None,
             compaction_ratio: DEFAULT_COMPACTION_RATIO,
+            spill_payload_bytes: DEFAULT_SPILL_PAYLOAD_BYTES,
         }
     }
 }
@@ -124,6 +134,8 @@ pub struct Engine {
     /// The catalog's memory gauge, read without the catalog lock.
     memory: Arc<MemoryGauge>,
     compactor: Compactor,
+    /// Payloads above this many bytes stay in the log (0: none; always 0 without a log).
+    spill_above: usize,
 }
 
 /// Requirements: SYS-0030
@@ -154,8 +166,10 @@ impl Engine {
             },
             memory,
             compactor: Compactor::new(opts.compaction_ratio),
+            spill_above: 0,
         };
         if let StorageConfig::Wal(wal_opts) = opts.storage {
+            engine.spill_above = opts.spill_payload_bytes;
             engine.replay(wal_opts, opts.fs.unwrap_or_else(wal::real_fs))?;
         }
         // The compaction trigger hands the engine itself to a background thread.
@@ -180,14 +194,20 @@ impl Engine {
         let counters = |name: &str| rates.counters(name, now);
         let catalog = self.catalog.get_mut();
         let mut filter = ReplayFilter::default();
-        let mut visit = |lsn: u64, body: &[u8]| -> std::result::Result<(), String> {
+        let spill_above = self.spill_above;
+        let mut visit = |at: wal::BodyAt, body: &[u8], log: &wal::Locator| {
             let rec = Record::decode(body).map_err(|e| format!("undecodable record: {e}"))?;
-            if let Some(rec) = filter.admit(lsn, rec) {
-                catalog.apply(&rec, &counters);
+            // Payload offsets are taken before the filter drops the parts already applied.
+            let spill = Spill::new(spill_above, at, &rec, body);
+            if let Some(rec) = filter.admit(at.lsn(), rec) {
+                payload::materialize_before(catalog, &rec, &mut |loc| {
+                    payload::text(log.read(loc).map_err(|e| e.to_string())?)
+                })?;
+                catalog.apply_from(&rec, &counters, Some(&spill));
             }
             Ok(())
         };
-        let (log, summary) = Wal::open(opts, fs, &mut visit)
+        let (log, summary) = Wal::open_addressed(opts, fs, &mut visit)
             .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))?;
         self.seq.store(catalog.max_seq + 1, AtomicOrdering::SeqCst);
         let messages: u64 = catalog.queues.values().map(|q| q.state.lock().len()).sum();
@@ -226,8 +246,17 @@ impl Engine {
 
     /// Hands a record to the log (memory mode: nothing to do).
     fn log_append(&self, rec: &Record) -> Result<Option<Ticket>> {
+        Ok(self.log_append_body(rec)?.map(|(ticket, _)| ticket))
+    }
+
+    /// [`Engine::log_append`], also returning the encoded body.
+    fn log_append_body(&self, rec: &Record) -> Result<Option<(Ticket, Vec<u8>)>> {
         match &self.log {
-            Some(log) => log.append(&rec.encode()).map(Some).map_err(storage_err),
+            Some(log) => {
+                let body = rec.encode();
+                let ticket = log.append(&body).map_err(storage_err)?;
+                Ok(Some((ticket, body)))
+            }
             None => Ok(None),
         }
     }
@@ -341,6 +370,9 @@ impl Engine {
                 }
             }
             if let Some(allow) = allow_duplicates.filter(|a| *a != current_dups) {
+                if !allow {
+                    self.materialize(&q)?;
+                }
                 recs.push(Record::DuplicatesChanged { qid, allow_duplicates: allow });
             }
             let renamed_to = recs.iter().find_map(|r| match r {

@@ -8,8 +8,10 @@ use crossbeam_skiplist::SkipMap;
 
 use super::index::ReadyKey;
 use super::limits::{message_cost, MemoryGauge};
+use super::payload::{inline_payload, Payload, Spill};
 use super::record::{MsgId, PublishedMessage, Record, SnapshotDeadLetter, SnapshotMessage};
 use super::types::{Priority, QueueConfig};
+use crate::wal::LogLoc;
 
 /// A message held by a consumer.
 #[derive(Clone, Debug)]
@@ -24,9 +26,8 @@ pub struct Message {
     pub id: MsgId,
     pub key: ReadyKey,
     pub priority: Priority,
-    // Limitation: the payload lives in RAM for as long as the message exists (the memory
-    // limit caps the total); it is not yet left in the log segments and mapped on delivery.
-    pub payload: Arc<str>,
+    /// In RAM, or (above the spill threshold, in wal mode) an address in the log.
+    pub payload: Payload,
     pub max_retries: u32,
     pub retry_count: u32,
     pub created_at_ns: u64,
@@ -34,9 +35,10 @@ pub struct Message {
 }
 
 impl Message {
-    /// What this message is charged against the memory limit (`limits::message_cost`).
+    /// What this message is charged against the memory limit (`limits::message_cost`):
+    /// a payload left in the log costs nothing.
     pub fn cost(&self) -> u64 {
-        message_cost(self.payload.len(), &self.priority)
+        message_cost(self.payload.ram_len(), &self.priority)
     }
 }
 
@@ -73,7 +75,10 @@ pub struct QueueState {
     dead: BTreeMap<u64, DeadLetter>,
     dead_index: HashMap<MsgId, u64>,
     next_dead: u64,
-    /// Payload -> copies in the queue; kept only while `allow_duplicates` is false.
+    /// Payload -> copies in the queue; kept only while `allow_duplicates` is false. Such a
+    /// queue holds every payload in RAM (see `materialize`).
+    // Limitation: the duplicate set needs the bytes, so a queue with `allow_duplicates`
+    // false keeps its payloads in RAM whatever their size; only the others spill.
     dups: Option<HashMap<Arc<str>, u32>>,
     /// Bytes this queue's messages and dead letters are charged (`limits::message_cost`),
     /// also counted in the engine-wide `gauge`.
@@ -220,6 +225,66 @@ impl QueueState {
         self.dead_index.get(id).and_then(|k| self.dead.get(k))
     }
 
+    /// The payload of a message or dead letter.
+    pub fn payload_of(&self, id: &MsgId) -> Option<&Payload> {
+        match self.msgs.get(id) {
+            Some(m) => Some(&m.payload),
+            None => self.dead_letter(id).map(|d| &d.msg.payload),
+        }
+    }
+
+    /// Points a message or dead letter whose payload is at `from` to `to` (a compaction
+    /// moved it into its checkpoint). Returns false when it is gone or elsewhere.
+    /// Requirements: SYS-0034
+    pub fn repoint(&mut self, id: &MsgId, from: LogLoc, to: LogLoc) -> bool {
+        let payload = match self.msgs.get_mut(id) {
+            Some(m) => &mut m.payload,
+            None => match self.dead_index.get(id).and_then(|k| self.dead.get_mut(k)) {
+                Some(d) => &mut d.msg.payload,
+                None => return false,
+            },
+        };
+        if *payload != Payload::Logged(from) {
+            return false;
+        }
+        *payload = Payload::Logged(to);
+        true
+    }
+
+    /// Brings every payload of the queue that is in the log into RAM (charging it), with
+    /// `read`: before duplicates are turned off, since the duplicate set needs the bytes.
+    /// On an error nothing has changed but the payloads read so far.
+    /// Requirements: SYS-0034, DLV-0021
+    pub fn materialize(
+        &mut self,
+        read: &mut dyn FnMut(LogLoc) -> Result<String, String>,
+    ) -> Result<(), String> {
+        let mut changed = 0u64;
+        let mut result = Ok(());
+        for m in self.msgs.values_mut().chain(self.dead.values_mut().map(|d| &mut d.msg)) {
+            let Payload::Logged(loc) = m.payload else { continue };
+            match read(loc) {
+                Ok(text) => {
+                    changed += text.len() as u64;
+                    m.payload = Payload::Inline(Arc::from(text));
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.held_bytes += changed;
+        self.gauge.add(changed);
+        result
+    }
+
+    /// True when some payload of the queue is in the log.
+    pub fn has_logged_payloads(&self) -> bool {
+        let logged = |m: &Message| matches!(m.payload, Payload::Logged(_));
+        self.msgs.values().any(logged) || self.dead.values().any(|d| logged(&d.msg))
+    }
+
     /// Copies of every message (ready and locked, in no order) and every dead letter
     /// (oldest first), for a checkpoint. Payloads are shared, not copied.
     pub fn snapshot(&self) -> (Vec<Message>, Vec<DeadLetter>) {
@@ -230,10 +295,18 @@ impl QueueState {
     /// valid log never holds) are ignored rather than trusted.
     /// Requirements: PER-0013
     pub fn apply(&mut self, rec: &Record) -> Effect {
+        self.apply_from(rec, None)
+    }
+
+    /// [`QueueState::apply`] of a record whose payloads may stay in the log (`spill`):
+    /// only when duplicates are allowed, as the duplicate set needs the bytes.
+    /// Requirements: PER-0013, SYS-0034
+    pub fn apply_from(&mut self, rec: &Record, spill: Option<&Spill<'_>>) -> Effect {
+        let spill = spill.filter(|_| self.config.allow_duplicates);
         let mut fx = Effect::default();
         match rec {
             Record::Published { msg, .. } => {
-                let m = new_message(&self.config, msg);
+                let m = new_message(&self.config, msg, spill);
                 self.charge(&m);
                 self.insert_ready(m);
                 fx.became_ready = 1;
@@ -292,10 +365,10 @@ impl QueueState {
             }
             Record::MessagesSnapshot { msgs, .. } => {
                 for snap in msgs {
-                    let m = restored_message(&self.config, snap);
+                    let m = restored_message(&self.config, snap, spill);
                     // Locked copies count as duplicates too, as they do after a publish.
-                    if let Some(d) = self.dups.as_mut() {
-                        *d.entry(m.payload.clone()).or_default() += 1;
+                    if let (Some(d), Some(p)) = (self.dups.as_mut(), m.payload.as_inline()) {
+                        *d.entry(p.clone()).or_default() += 1;
                     }
                     fx.became_ready += u64::from(m.lock.is_none());
                     self.charge(&m);
@@ -304,7 +377,7 @@ impl QueueState {
             }
             Record::DeadLettersSnapshot { dead, .. } => {
                 for snap in dead {
-                    let mut m = new_message(&self.config, &snap.msg);
+                    let mut m = new_message(&self.config, &snap.msg, spill);
                     m.retry_count = snap.retry_count;
                     self.charge(&m);
                     self.push_dead(DeadLetter { msg: m, at_ms: snap.at_ms });
@@ -332,7 +405,7 @@ impl QueueState {
             }
             Record::Group(recs) => {
                 for r in recs {
-                    let f = self.apply(r);
+                    let f = self.apply_from(r, spill);
                     fx.became_ready += f.became_ready;
                     fx.removed += f.removed;
                 }
@@ -360,19 +433,23 @@ impl QueueState {
         if self.dups.is_some() {
             return 0;
         }
+        // Every payload is in RAM here: the engine materializes a queue's payloads before
+        // it logs this change (and replay before it applies it). One still in the log
+        // would count as unique.
         let mut dups: HashMap<Arc<str>, u32> = HashMap::new();
         for e in self.locks.iter() {
-            if let Some(m) = self.msgs.get(e.value()) {
-                *dups.entry(m.payload.clone()).or_default() += 1;
+            if let Some(p) = self.msgs.get(e.value()).and_then(|m| m.payload.as_inline()) {
+                *dups.entry(p.clone()).or_default() += 1;
             }
         }
         let mut doomed = Vec::new();
         for e in self.ready.iter() {
             let m = &self.msgs[e.value()];
-            match dups.get_mut(&m.payload) {
+            let Some(p) = m.payload.as_inline() else { continue };
+            match dups.get_mut(p) {
                 Some(_) => doomed.push(m.id),
                 None => {
-                    dups.insert(m.payload.clone(), 1);
+                    dups.insert(p.clone(), 1);
                 }
             }
         }
@@ -395,8 +472,8 @@ impl QueueState {
 
     /// Requirements: SCH-0010
     fn insert_ready(&mut self, m: Message) {
-        if let Some(d) = self.dups.as_mut() {
-            *d.entry(m.payload.clone()).or_default() += 1;
+        if let (Some(d), Some(p)) = (self.dups.as_mut(), m.payload.as_inline()) {
+            *d.entry(p.clone()).or_default() += 1;
         }
         self.insert(m);
     }
@@ -430,7 +507,8 @@ impl QueueState {
     }
 
     /// Requirements: DLV-0020
-    fn forget_payload(&mut self, payload: &Arc<str>) {
+    fn forget_payload(&mut self, payload: &Payload) {
+        let Some(payload) = payload.as_inline() else { return };
         if let Some(d) = self.dups.as_mut() {
             if let Some(n) = d.get_mut(payload) {
                 *n -= 1;
@@ -448,12 +526,12 @@ impl Drop for QueueState {
     }
 }
 
-fn new_message(config: &QueueConfig, p: &PublishedMessage) -> Message {
+fn new_message(config: &QueueConfig, p: &PublishedMessage, spill: Option<&Spill<'_>>) -> Message {
     Message {
         id: p.id,
         key: ReadyKey::new(config.ordering, &p.priority, p.seq),
         priority: p.priority.clone(),
-        payload: Arc::from(p.payload.as_str()),
+        payload: inline_payload(spill, p),
         max_retries: p.max_retries,
         retry_count: 0,
         created_at_ns: p.created_at_ns,
@@ -461,8 +539,12 @@ fn new_message(config: &QueueConfig, p: &PublishedMessage) -> Message {
     }
 }
 
-fn restored_message(config: &QueueConfig, snap: &SnapshotMessage) -> Message {
-    let mut m = new_message(config, &snap.msg);
+fn restored_message(
+    config: &QueueConfig,
+    snap: &SnapshotMessage,
+    spill: Option<&Spill<'_>>,
+) -> Message {
+    let mut m = new_message(config, &snap.msg, spill);
     m.retry_count = snap.retry_count;
     m.lock = snap.lock.as_ref().map(|l| Lock {
         consumer: Arc::from(l.consumer.as_str()),
@@ -472,19 +554,19 @@ fn restored_message(config: &QueueConfig, snap: &SnapshotMessage) -> Message {
     m
 }
 
-/// The checkpoint form of a dead letter.
-pub fn snapshot_dead_letter(dl: &DeadLetter) -> SnapshotDeadLetter {
+/// The checkpoint form of a dead letter whose payload reads `payload`.
+pub fn snapshot_dead_letter(dl: &DeadLetter, payload: String) -> SnapshotDeadLetter {
     SnapshotDeadLetter {
-        msg: published_form(&dl.msg),
+        msg: published_form(&dl.msg, payload),
         retry_count: dl.msg.retry_count,
         at_ms: dl.at_ms,
     }
 }
 
-/// The checkpoint form of a message.
-pub fn snapshot_message(m: &Message) -> SnapshotMessage {
+/// The checkpoint form of a message whose payload reads `payload`.
+pub fn snapshot_message(m: &Message, payload: String) -> SnapshotMessage {
     SnapshotMessage {
-        msg: published_form(m),
+        msg: published_form(m, payload),
         retry_count: m.retry_count,
         lock: m.lock.as_ref().map(|l| super::record::SnapshotLock {
             consumer: l.consumer.to_string(),
@@ -494,12 +576,12 @@ pub fn snapshot_message(m: &Message) -> SnapshotMessage {
     }
 }
 
-fn published_form(m: &Message) -> PublishedMessage {
+fn published_form(m: &Message, payload: String) -> PublishedMessage {
     PublishedMessage {
         id: m.id,
         seq: m.key.seq(),
         priority: m.priority.clone(),
-        payload: m.payload.to_string(),
+        payload,
         max_retries: m.max_retries,
         created_at_ns: m.created_at_ns,
     }

@@ -5,11 +5,12 @@ use parking_lot::MutexGuard;
 
 use super::catalog::Queue;
 use super::error::EngineError;
+use super::payload::Spill;
 use super::queue::{Effect, QueueState};
 use super::rates::Counters;
 use super::record::Record;
 use super::{Engine, Result};
-use crate::wal::Ticket;
+use crate::wal::{BodyAt, Ticket};
 
 pub struct Txn<'a> {
     engine: &'a Engine,
@@ -97,10 +98,17 @@ impl<'a> Txn<'a> {
     // fsync) stays applied in memory until the next restart: its client got 503 and the
     // log turned read-only, so it can never be acknowledged, but reads may still show it.
     pub fn emit(&mut self, rec: Record) -> Result<Effect> {
-        if let Some(t) = self.engine.log_append(&rec)? {
-            self.ticket = Some(t);
-        }
-        let fx = self.state.apply(&rec);
+        let fx = match self.engine.log_append_body(&rec)? {
+            Some((ticket, body)) => {
+                // Payloads above the threshold keep the address of their bytes in this
+                // record instead of a copy.
+                let at = BodyAt::Record(ticket.seq());
+                let spill = Spill::new(self.engine.spill_above, at, &rec, &body);
+                self.ticket = Some(ticket);
+                self.state.apply_from(&rec, Some(&spill))
+            }
+            None => self.state.apply(&rec),
+        };
         // A renew may move a deadline earlier: waiters sleeping until the old next deadline
         // must look again.
         if fx.became_ready > 0 || matches!(rec, Record::Renewed { .. }) {
