@@ -1,0 +1,338 @@
+//! Payloads left in the log: above QRUSTY_SPILL_PAYLOAD_BYTES a queued message keeps only
+//! an address of its payload in the log, and every way out (consume, dead-letter listing,
+//! inspection, checkpoint) reads the bytes back, byte for byte, across restarts and
+//! compactions.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use qrusty::clock::ManualClock;
+use qrusty::engine::limits::message_cost;
+use qrusty::engine::*;
+use qrusty::wal::{Fault, FsyncPolicy, RecoveryMode, SimFs, WalOptions};
+
+const T0: u64 = 1_700_000_000_000;
+const KIB: usize = 1024;
+
+fn wal_opts(dir: &Path, fsync: FsyncPolicy) -> WalOptions {
+    WalOptions {
+        dir: dir.to_path_buf(),
+        segment_bytes: 64 << 10,
+        fsync,
+        recovery: RecoveryMode::Strict,
+        max_record_bytes: 16 << 20,
+    }
+}
+
+fn sim_dir() -> PathBuf {
+    PathBuf::from("/sim/log")
+}
+
+fn open_sim(fs: &SimFs, clock: &Arc<ManualClock>) -> Arc<Engine> {
+    let mut opts =
+        EngineOptions::new(StorageConfig::Wal(wal_opts(&sim_dir(), FsyncPolicy::Always)));
+    opts.clock = clock.clone();
+    opts.fs = Some(Arc::new(fs.clone()));
+    Engine::open(opts).unwrap()
+}
+
+/// A distinct payload of about 10 KiB, with multi-byte characters in it.
+fn big(tag: &str, i: usize) -> String {
+    let mut s = format!("{tag}-{i:04}-é-");
+    while s.len() < 10 * KIB {
+        s.push_str(&format!("{}", (i * 7919 + s.len()) % 10));
+    }
+    s
+}
+
+fn msg(payload: String, max_retries: u32) -> NewMessage {
+    NewMessage { priority: Priority::Num(5), payload, max_retries }
+}
+
+fn holder(c: &str) -> Holder {
+    Holder { consumer_id: c.into(), lock_token: None }
+}
+
+/// Payloads of `queue` in delivery order, and of its dead letters oldest first.
+fn contents(e: &Engine, queue: &str) -> (Vec<String>, Vec<String>) {
+    let dump = e.inspect();
+    let Some(q) = dump.iter().find(|q| q.name == queue) else { return (vec![], vec![]) };
+    let msgs = q.messages.iter().map(|m| m.payload.clone()).collect();
+    let dead = q.dead.iter().map(|d| d.msg.payload.clone()).collect();
+    (msgs, dead)
+}
+
+fn check(e: &Engine, ready: &[String], dead: &[String]) {
+    let (got_ready, got_dead) = contents(e, "q");
+    assert!(got_ready == ready, "ready payloads differ");
+    assert!(got_dead == dead, "dead letter payloads differ");
+    let listed: Vec<String> =
+        e.dlq_list("q", usize::MAX).unwrap().into_iter().map(|d| d.payload).collect();
+    assert!(listed == dead, "listed dead letters differ");
+    // No payload byte is charged: each message costs its fixed overhead only.
+    let held = (ready.len() + dead.len()) as u64 * message_cost(0, &Priority::Num(5));
+    assert_eq!(e.memory_held(), held);
+}
+
+// Verifies: SYS-0034
+#[tokio::test]
+async fn large_payloads_come_back_byte_exact_across_restarts_compactions_and_redrive() {
+    let fs = SimFs::new(11);
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = open_sim(&fs, &clock);
+
+    // Single publishes, then one batch (a Group record holding many payloads).
+    let mut ready: Vec<String> = (0..20).map(|i| big("single", i)).collect();
+    for p in &ready {
+        e.publish("q", msg(p.clone(), 0)).await.unwrap();
+    }
+    let batch: Vec<String> = (0..20).map(|i| big("batch", i)).collect();
+    e.publish_batch("q", batch.iter().map(|p| msg(p.clone(), 0)).collect()).await.unwrap();
+    ready.extend(batch);
+    let mut dead = Vec::new();
+    check(&e, &ready, &dead);
+
+    // Consumed byte-exact; acked ones go, nacked ones (no retries left) become dead letters.
+    let got = e.consume("q", "w", 30, 6, Duration::ZERO).await.unwrap();
+    let payloads: Vec<String> = got.iter().map(|d| d.payload.clone()).collect();
+    assert!(payloads == ready[..6], "consumed payloads differ");
+    for d in &got[..3] {
+        e.ack("q", &d.id, &holder("w")).await.unwrap();
+    }
+    for d in &got[3..] {
+        assert_eq!(e.nack("q", &d.id, &holder("w")).await.unwrap(), NackOutcome::DeadLettered);
+    }
+    dead.extend(ready.drain(..6).skip(3));
+    check(&e, &ready, &dead);
+
+    // A restart rebuilds addresses from the segments.
+    drop(e);
+    let e = open_sim(&fs, &clock);
+    check(&e, &ready, &dead);
+
+    // A compaction moves them into the checkpoint and deletes the segments they were in.
+    let report = e.compact().unwrap();
+    assert!(report.segments_deleted > 0, "{report:?}");
+    check(&e, &ready, &dead);
+    let got = e.consume("q", "w", 30, 2, Duration::ZERO).await.unwrap();
+    assert!(got[0].payload == ready[0] && got[1].payload == ready[1]);
+    for d in &got {
+        e.ack("q", &d.id, &holder("w")).await.unwrap();
+    }
+    ready.drain(..2);
+
+    // Addresses in the checkpoint survive a restart, and a second compaction (which
+    // replaces that checkpoint) moves them again; newer messages come from the segments.
+    drop(e);
+    let e = open_sim(&fs, &clock);
+    check(&e, &ready, &dead);
+    for i in 0..8 {
+        ready.push(big("late", i));
+        e.publish("q", msg(big("late", i), 0)).await.unwrap();
+    }
+    e.compact().unwrap();
+    check(&e, &ready, &dead);
+    drop(e);
+    let e = open_sim(&fs, &clock);
+    check(&e, &ready, &dead);
+
+    // Redriven dead letters go back to their place and are delivered byte-exact.
+    assert_eq!(e.dlq_redrive("q", None).await.unwrap(), 3);
+    let (now, _) = contents(&e, "q");
+    assert!(now[..3] == dead[..], "redriven payloads come first again");
+    let got = e.consume("q", "w", 30, 3, Duration::ZERO).await.unwrap();
+    let payloads: Vec<String> = got.iter().map(|d| d.payload.clone()).collect();
+    assert!(payloads == dead, "redriven payloads differ");
+    e.shutdown().await;
+}
+
+// Verifies: SYS-0034
+#[tokio::test]
+async fn short_payloads_memory_mode_and_a_zero_threshold_stay_in_ram() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let payloads = ["x".repeat(64), "y".repeat(65)];
+    let cost = |p: &str| message_cost(p.len(), &Priority::Num(5));
+    let fixed = message_cost(0, &Priority::Num(5));
+
+    let fs = SimFs::new(5);
+    let e = open_sim(&fs, &clock);
+    for p in &payloads {
+        e.publish("q", msg(p.clone(), 3)).await.unwrap();
+    }
+    // 64 bytes is not above the default threshold; 65 is.
+    assert_eq!(e.memory_held(), cost(&payloads[0]) + fixed);
+
+    // Memory mode has no log to leave payloads in; a threshold of 0 turns spilling off.
+    let wal = StorageConfig::Wal(wal_opts(&sim_dir(), FsyncPolicy::Always));
+    for (storage, spill) in [(StorageConfig::Memory, 64), (wal, 0)] {
+        let mut opts = EngineOptions::new(storage);
+        opts.clock = clock.clone();
+        opts.fs = Some(Arc::new(SimFs::new(6)));
+        opts.spill_payload_bytes = spill;
+        let e = Engine::open(opts).unwrap();
+        for p in &payloads {
+            e.publish("q", msg(p.clone(), 3)).await.unwrap();
+        }
+        assert_eq!(e.memory_held(), cost(&payloads[0]) + cost(&payloads[1]));
+    }
+}
+
+// Verifies: SYS-0034, DLV-0021
+#[tokio::test]
+async fn turning_duplicates_off_brings_spilled_payloads_back_into_ram() {
+    let fs = SimFs::new(7);
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = open_sim(&fs, &clock);
+    let (a, b) = (big("a", 1), big("b", 2));
+    for p in [&a, &b, &a] {
+        e.publish("q", msg(p.clone(), 3)).await.unwrap();
+    }
+    let fixed = message_cost(0, &Priority::Num(5));
+    assert_eq!(e.memory_held(), 3 * fixed);
+
+    // The duplicate set needs the bytes: the queue holds them again, the later copy of
+    // `a` is removed, and a new copy is refused.
+    e.update_queue("q", None, Some(false)).await.unwrap();
+    let inline =
+        message_cost(a.len(), &Priority::Num(5)) + message_cost(b.len(), &Priority::Num(5));
+    assert_eq!(e.memory_held(), inline);
+    assert!(contents(&e, "q").0 == [a.clone(), b.clone()]);
+    let again = e.publish("q", msg(a.clone(), 3)).await;
+    assert!(matches!(again, Err(EngineError::DuplicatePayload)), "{again:?}");
+
+    // Replay does the same from the log: the Published records come before the change.
+    drop(e);
+    let e = open_sim(&fs, &clock);
+    assert_eq!(e.memory_held(), inline);
+    assert!(contents(&e, "q").0 == [a.clone(), b.clone()]);
+    assert!(matches!(e.publish("q", msg(b, 3)).await, Err(EngineError::DuplicatePayload)));
+    e.shutdown().await;
+}
+
+// Verifies: SYS-0034
+#[tokio::test]
+async fn a_failed_read_answers_storage_unavailable_and_loses_nothing() {
+    let fs = SimFs::new(9);
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = open_sim(&fs, &clock);
+    let p = big("r", 0);
+    e.publish("q", msg(p.clone(), 5)).await.unwrap();
+
+    fs.inject(Fault::Read, 1);
+    let got = e.consume("q", "w", 1, 1, Duration::ZERO).await;
+    assert!(matches!(got, Err(EngineError::StorageUnavailable(_))), "{got:?}");
+
+    // The message stayed locked; once the lock runs out it is delivered whole.
+    clock.advance_ms(1_001);
+    let got = e.consume("q", "w", 30, 1, Duration::ZERO).await.unwrap();
+    assert!(got.len() == 1 && got[0].payload == p);
+    assert_eq!(got[0].retry_count, 2);
+
+    // A dead letter whose payload cannot be read fails the listing the same way, once.
+    let d = big("d", 0);
+    e.publish("d", msg(d.clone(), 0)).await.unwrap();
+    let got = e.consume("d", "w", 30, 1, Duration::ZERO).await.unwrap();
+    e.nack("d", &got[0].id, &holder("w")).await.unwrap();
+    fs.inject(Fault::Read, 1);
+    let listed = e.dlq_list("d", 10);
+    assert!(matches!(listed, Err(EngineError::StorageUnavailable(_))), "{listed:?}");
+    let listed = e.dlq_list("d", 10).unwrap();
+    assert!(listed.len() == 1 && listed[0].payload == d);
+    e.shutdown().await;
+}
+
+/// The memory gauge of `n` messages of `size`-byte payloads, published in batches.
+async fn held_after(dir: &Path, spill: usize, n: usize, size: usize) -> u64 {
+    let mut opts = EngineOptions::new(StorageConfig::Wal(wal_opts(dir, FsyncPolicy::Never)));
+    opts.spill_payload_bytes = spill;
+    let e = Engine::open(opts).unwrap();
+    for start in (0..n).step_by(500) {
+        let batch = (start..(start + 500).min(n))
+            .map(|i| {
+                let mut p = format!("{i:08}");
+                p.extend(std::iter::repeat_n('m', size - p.len()));
+                msg(p, 3)
+            })
+            .collect();
+        e.publish_batch("q", batch).await.unwrap();
+    }
+    let held = e.memory_held();
+    e.shutdown().await;
+    held
+}
+
+// Verifies: SYS-0034, SYS-0026
+#[tokio::test]
+async fn what_a_queued_message_costs_in_ram_does_not_depend_on_its_payload_size() {
+    const N: usize = 20_000;
+    let spilled = tempfile::tempdir().unwrap();
+    let held = held_after(spilled.path(), 64, N, 4 * KIB).await;
+    assert!(held < (N * 4 * KIB / 10) as u64, "{held} bytes held for {N} spilled messages");
+    assert_eq!(held, N as u64 * message_cost(0, &Priority::Num(5)));
+
+    let inline = tempfile::tempdir().unwrap();
+    let held_inline = held_after(inline.path(), 0, N, 4 * KIB).await;
+    assert_eq!(held_inline, N as u64 * message_cost(4 * KIB, &Priority::Num(5)));
+}
+
+// Verifies: SYS-0034
+/// The real file layer: reads go through memory maps of files the writer is still
+/// appending to (mapped again as they grow), and of checkpoints.
+#[tokio::test]
+async fn real_files_are_read_through_maps_that_follow_the_growing_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let mut wal = wal_opts(dir.path(), FsyncPolicy::Always);
+        wal.segment_bytes = 8 << 20;
+        Engine::open(EngineOptions::new(StorageConfig::Wal(wal))).unwrap()
+    };
+    let e = open();
+    let mut sent = Vec::new();
+    // Each round reads the newest records, past what the last map covered: the segment
+    // grows by 1 MiB of preallocated zeros at a time.
+    for round in 0..6 {
+        let batch: Vec<String> = (0..40).map(|i| big(&format!("round{round}"), i)).collect();
+        e.publish_batch("q", batch.iter().map(|p| msg(p.clone(), 3)).collect()).await.unwrap();
+        let got = e.consume("q", "w", 30, 40, Duration::ZERO).await.unwrap();
+        let payloads: Vec<String> = got.iter().map(|d| d.payload.clone()).collect();
+        assert!(payloads == batch, "round {round} differs");
+        sent.extend(batch);
+    }
+    drop(e);
+    let e = open();
+    assert!(contents(&e, "q").0 == sent, "after a restart");
+    e.compact().unwrap();
+    assert!(contents(&e, "q").0 == sent, "after a compaction");
+    e.shutdown().await;
+}
+
+// Verifies: SYS-0034
+/// The log's read API alone: a record still in the pending buffer is waited for, and
+/// bytes of no live record are an error, not a panic.
+#[test]
+fn the_log_reads_bytes_inside_a_record_body_once_it_is_written() {
+    use qrusty::wal::{LogLoc, Wal, WalError};
+    let fs = SimFs::new(2);
+    let (wal, _) =
+        Wal::open(wal_opts(&sim_dir(), FsyncPolicy::Always), Arc::new(fs.clone()), &mut |_, _| {
+            Ok(())
+        })
+        .unwrap();
+    let mut lsns = Vec::new();
+    for i in 0..200u32 {
+        let body = format!("record {i:05} body");
+        lsns.push(wal.append(body.as_bytes()).unwrap().seq());
+    }
+    for (i, lsn) in lsns.iter().enumerate() {
+        let got = wal.read(LogLoc::in_record(*lsn, 7, 5)).unwrap();
+        assert_eq!(got, format!("{i:05}").into_bytes());
+    }
+    let never = wal.read(LogLoc::in_record(lsns[199] + 1, 0, 1));
+    assert!(matches!(never, Err(WalError::Unreadable(_))), "{never:?}");
+    let past_end = wal.read(LogLoc::in_record(lsns[0], 0, 1 << 20));
+    assert!(past_end.is_err());
+    let no_checkpoint = wal.read(LogLoc::in_checkpoint(1, 40, 3));
+    assert!(matches!(no_checkpoint, Err(WalError::Unreadable(_))));
+    wal.close().unwrap();
+}
