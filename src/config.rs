@@ -101,8 +101,8 @@ pub struct Config {
     #[arg(long, env = "QRUSTY_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
     pub max_payload_bytes: usize,
 
-    /// Most bytes queued messages may hold in RAM (payload, text priority and 256 bytes
-    /// each), dead letters included; 0 means no limit. Publishing beyond it gets 503
+    /// Most bytes queued messages may hold in RAM (payload when it is in RAM, text priority
+    /// and 256 bytes each), dead letters included; 0 means no limit. Publishing beyond it gets 503
     /// `memory_limit`.
     #[arg(long, env = "QRUSTY_MAX_MEMORY_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub max_memory_bytes: u64,

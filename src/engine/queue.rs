@@ -62,10 +62,11 @@ pub struct QueueState {
     pub qid: u64,
     pub name: String,
     pub config: QueueConfig,
-    // Limitation: about 540 bytes of RSS per queued 100-byte message at a million: this
-    // map's entry (at most 7/8 of the buckets used), the payload's own allocation and the
-    // ready index's skip-list node (its own allocation, with a reference count). Replay
-    // rebuilds all three per message, which is most of the restart time.
+    // Limitation: about 540 bytes of RSS per queued 100-byte message at a million (measured
+    // with payloads in RAM): this map's entry (at most 7/8 of the buckets used), the
+    // payload's own allocation and the ready index's skip-list node (its own allocation,
+    // with a reference count). Replay rebuilds all three per message, which is most of
+    // the restart time.
     msgs: HashMap<MsgId, Message>,
     /// Ready (unlocked) messages by delivery order.
     ready: SkipMap<ReadyKey, MsgId>,
