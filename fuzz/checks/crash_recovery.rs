@@ -570,6 +570,9 @@ fn open_engine(fs: &SimFs, clock: &Arc<ManualClock>, segment_bytes: u64) -> Arc<
     opts.fs = Some(Arc::new(fs.clone()));
     // Compaction only when the input asks for it.
     opts.compaction_ratio = 2.0;
+    // Every payload here is two bytes: a threshold of 1 leaves each one in the log, so
+    // crashes, compactions and restarts are checked with payloads read back from disk.
+    opts.spill_payload_bytes = 1;
     Engine::open(opts).unwrap_or_else(|e| panic!("open after a crash failed: {e}"))
 }
 
