@@ -3,6 +3,8 @@
 //! inspection, checkpoint) reads the bytes back, byte for byte, across restarts and
 //! compactions.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use qrusty::clock::ManualClock;
 use qrusty::engine::limits::message_cost;
 use qrusty::engine::*;
 use qrusty::wal::{Fault, FsyncPolicy, RecoveryMode, SimFs, WalOptions};
+use serde_json::json;
 
 const T0: u64 = 1_700_000_000_000;
 const KIB: usize = 1024;
@@ -335,4 +338,39 @@ fn the_log_reads_bytes_inside_a_record_body_once_it_is_written() {
     let no_checkpoint = wal.read(LogLoc::in_checkpoint(1, 40, 3));
     assert!(matches!(no_checkpoint, Err(WalError::Unreadable(_))));
     wal.close().unwrap();
+}
+
+// Verifies: SYS-0034
+/// Over HTTP: a spilled payload is delivered whole, and a read that fails answers 503
+/// `storage_unavailable` while the server and the message live on.
+#[tokio::test]
+async fn over_http_a_failed_read_is_a_503_and_the_next_delivery_is_whole() {
+    let fs = SimFs::new(13);
+    let sim = fs.clone();
+    let s = common::TestServer::start_engine(
+        move |opts| {
+            opts.storage = StorageConfig::Wal(wal_opts(&sim_dir(), FsyncPolicy::Always));
+            opts.fs = Some(Arc::new(sim));
+        },
+        |_| {},
+    )
+    .await;
+    let (first, second) = (big("http", 1), big("http", 2));
+    s.publish("q", json!(1), &first).await;
+    s.publish("q", json!(1), &second).await;
+    let got = s.consume("q", "c").await.expect("a message");
+    assert!(got["payload"] == first.as_str(), "first payload differs");
+
+    fs.inject(Fault::Read, 1);
+    let failed = s.post("/consume/q", json!({"consumer_id": "c"})).await;
+    failed.assert_error(503, "storage_unavailable");
+    assert!(s.health_is_ok().await);
+    let stats = s.get("/queue-stats/q").await.json();
+    assert_eq!((stats["total"].as_u64(), stats["locked"].as_u64()), (Some(2), Some(2)));
+
+    // The lock of the failed delivery runs out; the message comes back whole.
+    s.clock.advance_ms(31_000);
+    let again = s.consume("q", "c").await.expect("a message");
+    assert!(again["payload"] == first.as_str() || again["payload"] == second.as_str());
+    s.stop().await;
 }
