@@ -313,3 +313,32 @@ async fn a_stalled_reader_that_disconnects_leaves_nothing_locked() {
 
     server.wait_counts("big", (BIG_COUNT as u64, 0)).await;
 }
+
+// Verifies: WS-0010, SYS-0034
+/// Pushed deliveries of payloads left in the log carry them whole: the subscription reads
+/// them back after its lock records are durable.
+#[tokio::test]
+async fn a_subscriber_is_pushed_spilled_payloads_byte_for_byte() {
+    use qrusty::engine::{Engine, EngineOptions, StorageConfig};
+    use qrusty::logs::LogHub;
+    use qrusty::wal::WalOptions;
+    use qrusty::ws::WsOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EngineOptions::new(StorageConfig::Wal(WalOptions::new(dir.path())));
+    let server =
+        server_on(Engine::open(opts).unwrap(), WsOptions::default(), LogHub::detached()).await;
+    let payloads: Vec<String> = (0..5).map(|i| format!("{i}-{}", "ü".repeat(5000))).collect();
+    for (i, p) in payloads.iter().enumerate() {
+        server.engine.publish("big", msg(i as u64, p.clone())).await.unwrap();
+    }
+    assert!(server.engine.memory_held() < 5 * 1024, "the payloads are not held in RAM");
+
+    let mut c = server.connect().await;
+    ok_fields(&c.call(json!({"type":"subscribe","queue":"big","credits":5})).await);
+    let mut got = HashSet::new();
+    for _ in 0..5 {
+        got.insert(c.pushed().await["payload"].as_str().unwrap().to_owned());
+    }
+    assert!(got == payloads.into_iter().collect(), "pushed payloads differ");
+}
