@@ -231,6 +231,8 @@ impl Engine {
 
         // Step B.
         let (mut messages, mut dead_letters, mut written_queues) = (0, 0, 0);
+        // Limitation: one entry (about 64 bytes) per payload moved into the checkpoint is
+        // held until the commit, on top of each queue's copy while it is encoded.
         let mut moves = Vec::new();
         for (qid, name, q) in queues {
             let (lsn, config, msgs, dead) = {
@@ -299,6 +301,8 @@ impl Engine {
         // the checkpoint is, or a crash could lose them from the log while the checkpoint
         // says they are there (and the next records would reuse their LSNs).
         let durable = log.sync().map_err(storage_err)?;
+        // Limitation: a commit that fails after its rename leaves the payloads pointing at
+        // the replaced files, which stay open (and use disk) until a compaction succeeds.
         let done = out.commit(durable).map_err(storage_err)?;
 
         // Step C: payloads that were in the files just deleted now point into the

@@ -110,6 +110,8 @@ pub struct Locator {
 
 impl Locator {
     /// Starts indexing segment `id`, whose first record is `first_lsn`.
+    // Limitation: every live segment stays open for reads, one file descriptor each, which
+    // the open-file budget of the connection limit does not count.
     pub fn add_segment(&self, id: u64, first_lsn: u64, file: Arc<dyn ReadAt>) {
         let index = SegmentIndex { id, file, bodies: Vec::new() };
         self.segments.write().insert((first_lsn, id), index);

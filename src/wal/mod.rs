@@ -226,7 +226,8 @@ impl Wal {
         fs: Arc<dyn FileSystem>,
         visit: &mut AddressedVisit<'_>,
     ) -> Result<(Wal, RecoverySummary), WalError> {
-        // Body offsets are indexed as u32: segments stay below 2 GiB so every one fits.
+        // Limitation: body offsets are indexed as u32, so segments are capped at 2 GiB
+        // whatever `segment_bytes` asks for; every offset then fits.
         opts.segment_bytes = opts.segment_bytes.min(MAX_SEGMENT_BYTES);
         fs.create_dir_all(&opts.dir)?;
         let locator = Locator::default();
