@@ -22,7 +22,7 @@ use crate::wal::{BodyAt, LogLoc};
 pub enum Payload {
     /// Held in RAM.
     Inline(Arc<str>),
-    /// In the log; read with `Engine::read_payload`.
+    /// In the log; read with `Engine::payload_text` (or `read_delivered`).
     Logged(LogLoc),
 }
 
@@ -106,7 +106,7 @@ impl<'a> Spill<'a> {
     }
 }
 
-/// What a message built without a spill source keeps.
+/// The payload a message built from `p` keeps: in RAM without a spill source.
 pub fn inline_payload(spill: Option<&Spill<'_>>, p: &PublishedMessage) -> Payload {
     match spill {
         Some(s) => s.payload(p),
