@@ -106,6 +106,8 @@ fn engine_options(cfg: &Config) -> EngineOptions {
     opts.max_messages_per_queue = cfg.max_messages_per_queue;
     opts.max_payload_bytes = cfg.max_payload_bytes;
     opts.max_memory_bytes = cfg.max_memory_bytes;
+    opts.compaction_ratio = cfg.compaction_ratio;
+    opts.compaction_nice = cfg.compaction_nice;
     opts
 }
 

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use compaction::{CompactionReport, DEFAULT_COMPACTION_RATIO};
+pub use compaction::{CompactionReport, DEFAULT_COMPACTION_NICE, DEFAULT_COMPACTION_RATIO};
 pub use error::EngineError;
 pub use inspect::{DeadLetterDump, MessageDump, QueueDump};
 pub use types::*;
@@ -67,6 +67,9 @@ pub struct EngineOptions {
     /// Compaction runs (from `sample_metrics`) once more than this share of the log's bytes
     /// is dead and a sealed segment exists. Default 0.5; 1.0 or more never compacts.
     pub compaction_ratio: f64,
+    /// Nice value (0 to 19) of the compaction thread: 0 competes with requests on equal
+    /// terms. Default [`DEFAULT_COMPACTION_NICE`].
+    pub compaction_nice: i32,
 }
 
 impl EngineOptions {
@@ -81,6 +84,7 @@ impl EngineOptions {
             max_memory_bytes: 0,
             fs: None,
             compaction_ratio: DEFAULT_COMPACTION_RATIO,
+            compaction_nice: DEFAULT_COMPACTION_NICE,
         }
     }
 }
@@ -153,7 +157,7 @@ impl Engine {
                 max_memory_bytes: opts.max_memory_bytes,
             },
             memory,
-            compactor: Compactor::new(opts.compaction_ratio),
+            compactor: Compactor::new(opts.compaction_ratio, opts.compaction_nice),
         };
         if let StorageConfig::Wal(wal_opts) = opts.storage {
             engine.replay(wal_opts, opts.fs.unwrap_or_else(wal::real_fs))?;
