@@ -67,7 +67,7 @@ pub(super) struct Compactor {
     /// Nice value (0 to 19) of the compaction thread.
     pub nice: i32,
     /// Held for the whole of a compaction: one at a time.
-    running: Mutex<()>,
+    pub running: Mutex<()>,
     /// True from the moment the trigger decides to run until the run ends.
     scheduled: AtomicBool,
 }
