@@ -71,6 +71,26 @@ pub struct Config {
     )]
     pub segment_bytes: u64,
 
+    /// Share of the log's bytes that must be dead (superseded) before compaction runs,
+    /// above 0; 1 or more never compacts.
+    #[arg(
+        long,
+        env = "QRUSTY_COMPACTION_RATIO",
+        default_value_t = crate::engine::DEFAULT_COMPACTION_RATIO,
+        value_parser = parse_ratio
+    )]
+    pub compaction_ratio: f64,
+
+    /// Nice value (0 to 19) of the compaction thread: higher leaves more CPU to requests
+    /// while a checkpoint is written, at the cost of a longer compaction under load.
+    #[arg(
+        long,
+        env = "QRUSTY_COMPACTION_NICE",
+        default_value_t = crate::engine::DEFAULT_COMPACTION_NICE,
+        value_parser = clap::value_parser!(i32).range(0..=19)
+    )]
+    pub compaction_nice: i32,
+
     /// What startup does with a damaged record that valid records follow.
     #[arg(long, env = "QRUSTY_RECOVERY", value_enum, default_value_t = Recovery::Strict)]
     pub recovery: Recovery,
@@ -202,6 +222,14 @@ fn parse_storage_mode(value: &str) -> Result<StorageMode, String> {
     }
 }
 
+/// Requirements: PER-0030
+fn parse_ratio(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("'{value}' is not a ratio above 0, such as 0.5")),
+    }
+}
+
 /// Requirements: PER-0008
 fn parse_fsync(value: &str) -> Result<FsyncPolicy, String> {
     let value = value.trim();
@@ -271,6 +299,20 @@ mod tests {
         assert_eq!(cfg.spill_payload_bytes, 64);
         let cfg = parse(&["--cors-origins", "https://a.example,https://b.example"]).unwrap();
         assert_eq!(cfg.cors_origins.unwrap(), ["https://a.example", "https://b.example"]);
+    }
+
+    // Verifies: PER-0030
+    #[test]
+    fn compaction_settings_have_defaults_and_bounds() {
+        let cfg = parse(&[]).unwrap();
+        assert_eq!((cfg.compaction_ratio, cfg.compaction_nice), (0.5, 19));
+        let cfg = parse(&["--compaction-ratio", "0.75", "--compaction-nice", "0"]).unwrap();
+        assert_eq!((cfg.compaction_ratio, cfg.compaction_nice), (0.75, 0));
+        for bad in ["0", "-1", "NaN", "inf", "half"] {
+            assert!(parse(&["--compaction-ratio", bad]).is_err(), "{bad}");
+        }
+        assert!(parse(&["--compaction-nice", "20"]).is_err());
+        assert!(parse(&["--compaction-nice", "-5"]).is_err());
     }
 
     // Verifies: SYS-0031

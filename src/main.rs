@@ -12,6 +12,13 @@ use qrusty::server::{self, ServerConfig, ServerLimits};
 use qrusty::wal::WalOptions;
 use qrusty::ws::WsOptions;
 
+/// mimalloc rather than the system allocator: requests are parsed on one runtime worker and
+/// their buffers freed on another, after a wake-up from the log writer; glibc's per-thread
+/// caches serve that pattern poorly (its slow path was about 5% of the server's CPU on the
+/// durable publish benchmark, and CPU per publish fell by about 3 µs with mimalloc).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Room for a record's framing and bookkeeping on top of the largest body.
 const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
 
@@ -107,6 +114,8 @@ fn engine_options(cfg: &Config) -> EngineOptions {
     opts.max_payload_bytes = cfg.max_payload_bytes;
     opts.max_memory_bytes = cfg.max_memory_bytes;
     opts.spill_payload_bytes = cfg.spill_payload_bytes;
+    opts.compaction_ratio = cfg.compaction_ratio;
+    opts.compaction_nice = cfg.compaction_nice;
     opts
 }
 

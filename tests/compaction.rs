@@ -467,3 +467,30 @@ async fn memory_mode_has_nothing_to_compact() {
     assert!(!e.compaction_due());
     assert!(matches!(e.compact(), Err(EngineError::StorageUnavailable(_))));
 }
+
+// Verifies: PER-0030
+#[tokio::test]
+async fn compaction_runs_at_the_lowered_priority_and_leaves_other_threads_alone() {
+    let fs = SimFs::new(9);
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = open(&fs, &clock);
+    churn(&e, "churn", 500, |_| {}).await;
+    let nice_of_this_thread = || {
+        // SAFETY: plain system calls; errno is cleared first, since -1 is a valid nice value.
+        unsafe {
+            *libc::__errno_location() = 0;
+            libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t)
+        }
+    };
+    let before = nice_of_this_thread();
+    let e2 = e.clone();
+    let (report, nice) = std::thread::spawn(move || {
+        let report = e2.compact_at_low_priority().unwrap();
+        (report, nice_of_this_thread())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(nice, DEFAULT_COMPACTION_NICE);
+    assert!(report.segments_deleted > 0, "{report:?}");
+    assert_eq!(nice_of_this_thread(), before, "only the compaction thread is lowered");
+}

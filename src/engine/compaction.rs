@@ -39,6 +39,8 @@ use crate::wal::{BodyAt, CheckpointWriter, LogLoc, CHECKPOINT_LSN};
 
 /// Default for `EngineOptions::compaction_ratio`.
 pub const DEFAULT_COMPACTION_RATIO: f64 = 0.5;
+/// Default for `EngineOptions::compaction_nice`.
+pub const DEFAULT_COMPACTION_NICE: i32 = 19;
 
 /// A snapshot record is cut once its messages reach about this many bytes.
 /// Requirements: PER-0025
@@ -69,16 +71,19 @@ pub(super) struct Compactor {
     pub ratio: f64,
     /// The engine itself, to hand to a background thread.
     pub me: Weak<Engine>,
+    /// Nice value (0 to 19) of the compaction thread.
+    pub nice: i32,
     /// Held for the whole of a compaction: one at a time.
-    running: Mutex<()>,
+    pub running: Mutex<()>,
     /// True from the moment the trigger decides to run until the run ends.
     scheduled: AtomicBool,
 }
 
 impl Compactor {
-    pub fn new(ratio: f64) -> Compactor {
+    pub fn new(ratio: f64, nice: i32) -> Compactor {
         Compactor {
             ratio,
+            nice: nice.clamp(0, 19),
             me: Weak::new(),
             running: Mutex::new(()),
             scheduled: AtomicBool::new(false),
@@ -390,8 +395,8 @@ impl Engine {
         dead as f64 > self.compactor.ratio * stats.bytes_on_disk as f64
     }
 
-    /// Starts a compaction on a blocking thread when one is due and none is running.
-    /// Returns whether it started one. Called from the 1 s background tick.
+    /// Starts a compaction on a thread of its own when one is due and none is running. Returns
+    /// whether it started one. Called from the 1 s background tick.
     /// Requirements: PER-0022
     pub fn maybe_compact(&self) -> bool {
         if self.compactor.scheduled.load(AtomicOrdering::SeqCst) || !self.compaction_due() {
@@ -405,28 +410,65 @@ impl Engine {
             return false;
         };
         let run = move || {
-            if let Err(e) = engine.compact() {
+            // Cleared on the way out, a panic included, or compaction would never run again.
+            let _scheduled = ClearOnDrop(&engine.compactor.scheduled);
+            if let Err(e) = engine.compact_at_low_priority() {
                 tracing::error!(error = %e, "compaction failed");
             }
-            engine.compactor.scheduled.store(false, AtomicOrdering::SeqCst);
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(run)),
-            Err(_) => {
-                let spawned = std::thread::Builder::new().name("compaction".into()).spawn(run);
-                if let Err(e) = spawned {
-                    tracing::error!(error = %e, "could not start a compaction thread");
-                    self.compactor.scheduled.store(false, AtomicOrdering::SeqCst);
-                    return false;
-                }
-            }
+        // Its own thread, never a pooled one: a lowered priority cannot be raised again
+        // without privileges, so a pooled thread would keep it for unrelated work.
+        if let Err(e) = std::thread::Builder::new().name("compaction".into()).spawn(run) {
+            tracing::error!(error = %e, "could not start a compaction thread");
+            self.compactor.scheduled.store(false, AtomicOrdering::SeqCst);
+            return false;
         }
         true
+    }
+
+    /// [`Engine::compact`] on a thread of its own, whose CPU priority it first lowers, for
+    /// good, to the `compaction_nice` option.
+    /// Requirements: PER-0030
+    pub fn compact_at_low_priority(&self) -> Result<CompactionReport> {
+        lower_thread_priority(self.compactor.nice);
+        self.compact()
     }
 
     /// True while a compaction started by [`Engine::maybe_compact`] runs.
     pub fn compaction_running(&self) -> bool {
         self.compactor.scheduled.load(AtomicOrdering::SeqCst)
+    }
+}
+
+/// Lowers the calling thread's CPU priority to `nice`. On a machine with few cores the
+/// checkpoint's encoding competes with request handling for the same CPUs; at a higher nice
+/// value the scheduler serves requests first and compaction takes the time left over, so
+/// it takes longer under load rather than delaying requests.
+/// Requirements: PER-0030
+fn lower_thread_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    // SAFETY: plain system calls with no pointers; on Linux PRIO_PROCESS with a thread id
+    // sets the priority of that thread only.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+    };
+    if rc != 0 {
+        tracing::warn!(
+            nice,
+            error = %std::io::Error::last_os_error(),
+            "could not lower the compaction thread's priority"
+        );
+    }
+}
+
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, AtomicOrdering::SeqCst);
     }
 }
 
