@@ -374,3 +374,38 @@ async fn over_http_a_failed_read_is_a_503_and_the_next_delivery_is_whole() {
     assert!(again["payload"] == first.as_str() || again["payload"] == second.as_str());
     s.stop().await;
 }
+
+// Verifies: SYS-0034, PER-0020
+/// A compaction with nothing logged since the last one has nothing to cover: it must not
+/// write a checkpoint under the live one's id, since the addresses messages hold into the
+/// live file would then read the new file's bytes at the old offsets. Here the commit's
+/// last directory sync is set to fail, so a repointing step after the commit never runs.
+#[tokio::test]
+async fn a_compaction_with_nothing_new_leaves_the_live_checkpoint_and_its_bytes_alone() {
+    let fs = SimFs::new(21);
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = open_sim(&fs, &clock);
+    let sent: Vec<String> = (0..40).map(|i| big("same-id", i)).collect();
+    for p in &sent {
+        e.publish("q", msg(p.clone(), 3)).await.unwrap();
+    }
+    e.compact().unwrap();
+    drop(e);
+    // After the restart every message points into the checkpoint; the active segment is
+    // empty, so the next roll is skipped.
+    let e = open_sim(&fs, &clock);
+    fs.inject(Fault::SyncDir, 2);
+    let report = e.compact();
+    let got = e.consume("q", "w", 30, 40, Duration::ZERO).await.unwrap();
+    let payloads: Vec<String> = got.into_iter().map(|d| d.payload).collect();
+    let wrong = payloads.iter().zip(&sent).filter(|(a, b)| a != b).count();
+    assert_eq!(payloads.len(), sent.len());
+    assert_eq!(wrong, 0, "{wrong} payloads are another message's bytes");
+    // It did nothing, so the failing directory sync was never reached.
+    let report = report.unwrap();
+    assert_eq!((report.messages, report.segments_deleted), (0, 0), "{report:?}");
+    drop(e);
+    let e = open_sim(&fs, &clock);
+    assert!(contents(&e, "q").0 == sent, "after a restart");
+    e.shutdown().await;
+}

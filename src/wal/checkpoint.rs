@@ -121,6 +121,11 @@ impl CheckpointWriter {
         covers_below: u64,
         first_lsn: u64,
     ) -> Result<CheckpointWriter, WalError> {
+        // A second checkpoint under a live id would replace the file that addresses into
+        // the first one point at (see `Locator::add_checkpoint`).
+        if shared.locator.has_checkpoint(covers_below) {
+            return Err(WalError::CheckpointExists(covers_below));
+        }
         let temp = dir.join(checkpoint_temp_name(covers_below));
         // A leftover of a failed attempt in this process; a crash leftover is gone already.
         let _ = fs.remove(&temp);
@@ -199,7 +204,7 @@ impl CheckpointWriter {
         self.fs.rename(&self.temp, &path)?;
         self.renamed = true;
         self.fs.sync_dir(&self.dir)?;
-        self.shared.locator.add_checkpoint(self.id, reader);
+        self.shared.locator.add_checkpoint(self.id, reader)?;
         let old_checkpoint = stats.checkpoint_bytes.swap(self.bytes, Ordering::Relaxed);
         stats.bytes_on_disk.fetch_add(self.bytes, Ordering::Relaxed);
 

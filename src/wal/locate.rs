@@ -133,9 +133,21 @@ impl Locator {
         fits
     }
 
-    /// Makes checkpoint `id` readable.
-    pub fn add_checkpoint(&self, id: u64, file: Arc<dyn ReadAt>) {
-        self.checkpoints.write().insert(id, file);
+    /// Makes checkpoint `id` readable. Refuses an id that is live already: addresses
+    /// (id, offset) into it were taken against its layout, and a new file under the same
+    /// id would answer them with other bytes.
+    pub fn add_checkpoint(&self, id: u64, file: Arc<dyn ReadAt>) -> Result<(), WalError> {
+        let mut checkpoints = self.checkpoints.write();
+        if checkpoints.contains_key(&id) {
+            return Err(WalError::CheckpointExists(id));
+        }
+        checkpoints.insert(id, file);
+        Ok(())
+    }
+
+    /// True while checkpoint `id` is readable.
+    pub fn has_checkpoint(&self, id: u64) -> bool {
+        self.checkpoints.read().contains_key(&id)
     }
 
     /// Drops the entries of segments below `id` and of checkpoints below it: nothing
@@ -196,5 +208,23 @@ mod tests {
         let at = BodyAt::Checkpoint { id: 4, offset: 100 };
         assert_eq!(at.loc(5, 1), Some(LogLoc::in_checkpoint(4, 105, 1)));
         assert_eq!(BodyAt::Unaddressable(9).loc(0, 1), None);
+    }
+
+    struct NoBytes;
+
+    impl ReadAt for NoBytes {
+        fn read_at(&self, _: u64, _: usize) -> std::io::Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+    }
+
+    // Verifies: SYS-0034
+    #[test]
+    fn a_live_checkpoint_id_is_not_given_a_second_file() {
+        let locator = Locator::default();
+        locator.add_checkpoint(3, Arc::new(NoBytes)).unwrap();
+        let again = locator.add_checkpoint(3, Arc::new(NoBytes));
+        assert!(matches!(again, Err(WalError::CheckpointExists(3))), "{again:?}");
+        assert!(locator.has_checkpoint(3) && !locator.has_checkpoint(4));
     }
 }

@@ -136,6 +136,9 @@ pub enum WalError {
     /// Bytes asked for by [`Wal::read`] are in no live file (or were never written).
     #[error("log bytes unreadable: {0}")]
     Unreadable(String),
+    /// A checkpoint of this id is live: another one may not be written under its id.
+    #[error("checkpoint {0} is live already")]
+    CheckpointExists(u64),
 }
 
 impl From<io::Error> for WalError {
@@ -420,8 +423,15 @@ impl Wal {
         self.shared.locator.read(loc)
     }
 
+    /// True while checkpoint `id` is the log's (or a replaced one still readable).
+    /// Requirements: SYS-0034
+    pub fn has_checkpoint(&self, id: u64) -> bool {
+        self.shared.locator.has_checkpoint(id)
+    }
+
     /// Drops the read handles of files below segment `id` (deleted by the checkpoint of
     /// that id) once nothing addresses bytes in them any more.
+    /// Requirements: SYS-0034
     pub fn forget_below(&self, id: u64) {
         self.shared.locator.forget_below(id);
     }

@@ -213,7 +213,7 @@ fn load_checkpoint(
     // Limitation: a damaged newest checkpoint fails the open in every recovery mode. The
     // segments it covered are gone, so there is no valid prefix to fall back to.
     let bytes = fs.read(&path)?;
-    locator.add_checkpoint(id, fs.open_read(&path)?);
+    locator.add_checkpoint(id, fs.open_read(&path)?)?;
     let loaded = checkpoint::read(&bytes, id, MAX_RECORD_BYTES, &path, &mut |offset, body| {
         visit(BodyAt::Checkpoint { id, offset }, body, locator)
     })?;
