@@ -342,3 +342,30 @@ async fn a_subscriber_is_pushed_spilled_payloads_byte_for_byte() {
     }
     assert!(got == payloads.into_iter().collect(), "pushed payloads differ");
 }
+
+// Verifies: WS-0014, SYS-0034
+/// A push whose payload cannot be read from the log gives its lock back, so the
+/// subscription's next attempt delivers the message instead of waiting out the lock.
+#[tokio::test]
+async fn a_push_whose_payload_read_fails_is_retried_without_waiting_out_its_lock() {
+    use qrusty::engine::{Engine, EngineOptions, StorageConfig};
+    use qrusty::logs::LogHub;
+    use qrusty::wal::{Fault, SimFs, WalOptions};
+    use qrusty::ws::WsOptions;
+    use std::sync::Arc;
+
+    let fs = SimFs::new(31);
+    let mut opts = EngineOptions::new(StorageConfig::Wal(WalOptions::new("/sim/log")));
+    opts.fs = Some(Arc::new(fs.clone()));
+    let server =
+        server_on(Engine::open(opts).unwrap(), WsOptions::default(), LogHub::detached()).await;
+    let payload = format!("spilled-{}", "ü".repeat(5000));
+    server.engine.publish("big", msg(0, payload.clone())).await.unwrap();
+
+    fs.inject(Fault::Read, 1);
+    let mut c = server.connect().await;
+    ok_fields(&c.call(json!({"type":"subscribe","queue":"big","credits":1})).await);
+    // The first attempt fails; its lock lasts 30 s, far beyond the test's patience.
+    let pushed = c.pushed().await;
+    assert!(pushed["payload"] == payload.as_str(), "pushed payload differs");
+}

@@ -79,6 +79,8 @@ struct Taken {
     got: Vec<Delivery>,
     /// Index into `got`, message id, where the payload is.
     logged: Vec<(usize, MsgId, LogLoc)>,
+    /// Every message taken, with the token of the lock the consume gave it.
+    locks: Vec<(MsgId, u64)>,
     queue: Option<Arc<Queue>>,
 }
 
@@ -87,13 +89,13 @@ impl Taken {
     /// durable: those come after the Published records in the log, so the bytes are in
     /// a file by then, whichever buffer they were in when the lock was taken.
     /// Requirements: SYS-0034
-    fn resolve(mut self, engine: &Engine) -> Result<Vec<Delivery>> {
+    fn resolve(&mut self, engine: &Engine) -> Result<()> {
         if let Some(q) = &self.queue {
             for (i, id, loc) in &self.logged {
                 self.got[*i].payload = engine.read_delivered(q, id, *loc)?;
             }
         }
-        Ok(self.got)
+        Ok(())
     }
 }
 
@@ -235,7 +237,14 @@ impl Engine {
                 pending.wait().await?;
                 // Limitation: the payloads are copied out of the log's memory maps on the
                 // runtime thread; a page not in the page cache blocks it for a disk read.
-                return taken.resolve(self);
+                let mut taken = taken;
+                if let Err(e) = taken.resolve(self) {
+                    // The locks are durable already; left in place they would hide the
+                    // messages from every consumer until they expire.
+                    self.release_undelivered(&taken).await;
+                    return Err(e);
+                }
+                return Ok(taken.got);
             }
             pending.wait().await?;
             self.wait_available(queue, end).await;
@@ -279,9 +288,53 @@ impl Engine {
             if let Payload::Logged(loc) = m.payload {
                 taken.logged.push((taken.got.len(), m.id, loc));
             }
+            if let Some(lock) = &m.lock {
+                taken.locks.push((m.id, lock.token));
+            }
             taken.got.push(delivery(&name, m, deadline_ms));
         }
         Ok((txn.finish(), taken))
+    }
+
+    /// Puts the messages of a consume whose payloads could not be read back in the queue
+    /// at once (the client gets 503 and nothing else), as a disconnect does: each one that
+    /// still holds the lock this consume gave it. Best effort: a failure is logged, and
+    /// the locks then run out as usual.
+    /// Requirements: SYS-0034
+    // Limitation: `Released` keeps the retry count, so the failed delivery still counts
+    // as one of the message's retries; undoing that would take a new kind of record.
+    async fn release_undelivered(&self, taken: &Taken) {
+        let Some(q) = &taken.queue else { return };
+        let pending = {
+            let cat = self.catalog.read();
+            let qid = q.state.lock().qid;
+            // Deleted (and maybe created again) since: nothing of it to give back.
+            if !cat.queues.get(&qid).is_some_and(|live| Arc::ptr_eq(live, q)) {
+                return;
+            }
+            let mut txn = Txn::begin(self, q);
+            let still_ours = |id: &MsgId, token: u64| {
+                let lock = txn.state.get(id).and_then(|m| m.lock.as_ref());
+                lock.is_some_and(|l| l.token == token)
+            };
+            let mut recs: Vec<Record> = taken
+                .locks
+                .iter()
+                .filter(|(id, token)| still_ours(id, *token))
+                .map(|(id, _)| Record::Released { qid, id: *id })
+                .collect();
+            if recs.is_empty() {
+                return;
+            }
+            let rec = if recs.len() == 1 { recs.pop().unwrap() } else { Record::Group(recs) };
+            if let Err(e) = txn.emit(rec) {
+                tracing::warn!(queue = %txn.state.name, error = %e, "could not release locks");
+            }
+            txn.finish()
+        };
+        if let Err(e) = pending.wait().await {
+            tracing::warn!(error = %e, "releasing the locks of a failed delivery failed");
+        }
     }
 
     /// Runs `f` on the queue's state under its lock, after settling expired locks.
