@@ -431,3 +431,28 @@ async fn a_compaction_with_nothing_new_leaves_the_live_checkpoint_and_its_bytes_
     assert!(contents(&e, "q").0 == sent, "after a restart");
     e.shutdown().await;
 }
+
+// Verifies: SYS-0026, SYS-0034, DLV-0021
+/// Turning duplicates off reads the queue's spilled payloads into RAM: refused with
+/// `memory_limit` when they would pass QRUSTY_MAX_MEMORY_BYTES, and nothing changes.
+#[tokio::test]
+async fn turning_duplicates_off_is_refused_when_the_payloads_would_pass_the_memory_limit() {
+    let fs = SimFs::new(23);
+    let mut wal = wal_opts(&sim_dir(), FsyncPolicy::Always);
+    wal.segment_bytes = 1 << 20;
+    let mut opts = EngineOptions::new(StorageConfig::Wal(wal));
+    opts.fs = Some(Arc::new(fs.clone()));
+    opts.max_memory_bytes = 64 << 10;
+    let e = Engine::open(opts).unwrap();
+    for i in 0..20 {
+        e.publish("q", msg(big("limit", i), 3)).await.unwrap();
+    }
+    let held = e.memory_held();
+    assert!(held <= e.memory_limit());
+    let changed = e.update_queue("q", None, Some(false)).await;
+    assert!(matches!(changed, Err(EngineError::MemoryLimit(_))), "{changed:?}");
+    assert_eq!(e.memory_held(), held, "a payload was brought into RAM");
+    // Duplicates are still allowed.
+    e.publish("q", msg(big("limit", 0), 3)).await.unwrap();
+    e.shutdown().await;
+}

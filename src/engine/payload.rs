@@ -240,9 +240,23 @@ impl Engine {
         self.read_logged(loc)
     }
 
-    /// Brings every payload of `q` into RAM (before its duplicates are turned off).
+    /// Brings every payload of `q` into RAM (before its duplicates are turned off). Refused
+    /// with `MemoryLimit`, before anything is read or changed, when the payloads would take
+    /// the memory charged past `QRUSTY_MAX_MEMORY_BYTES`.
+    /// Requirements: SYS-0026, SYS-0034
+    // Limitation: the payloads are read under the queue's mutex and the catalog write lock
+    // the caller holds, so every other request waits for those reads.
     pub(super) fn materialize(&self, q: &Queue) -> Result<()> {
         let mut st = q.state.lock();
+        let limit = self.limits.max_memory_bytes;
+        let needed = st.logged_payload_bytes();
+        let held = self.memory_held();
+        if limit > 0 && held.saturating_add(needed) > limit {
+            return Err(EngineError::MemoryLimit(format!(
+                "turning duplicates off reads {needed} bytes of payloads from the log into RAM; \
+                 with {held} bytes held that passes the limit of {limit} bytes"
+            )));
+        }
         let mut read = |loc| self.read_logged(loc).map_err(|e| e.to_string());
         st.materialize(&mut read).map_err(EngineError::StorageUnavailable)
     }

@@ -280,10 +280,16 @@ impl QueueState {
         result
     }
 
-    /// True when some payload of the queue is in the log.
-    pub fn has_logged_payloads(&self) -> bool {
-        let logged = |m: &Message| matches!(m.payload, Payload::Logged(_));
-        self.msgs.values().any(logged) || self.dead.values().any(|d| logged(&d.msg))
+    /// Bytes of the queue's payloads (messages and dead letters) that are in the log: what
+    /// [`QueueState::materialize`] would add to the memory charged. No I/O.
+    /// Requirements: SYS-0026, SYS-0034
+    pub fn logged_payload_bytes(&self) -> u64 {
+        let logged = |m: &Message| match m.payload {
+            Payload::Logged(loc) => loc.len() as u64,
+            Payload::Inline(_) => 0,
+        };
+        let msgs: u64 = self.msgs.values().map(logged).sum();
+        msgs + self.dead.values().map(|d| logged(&d.msg)).sum::<u64>()
     }
 
     /// Copies of every message (ready and locked, in no order) and every dead letter
