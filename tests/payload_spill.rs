@@ -335,6 +335,12 @@ fn the_log_reads_bytes_inside_a_record_body_once_it_is_written() {
     assert!(matches!(never, Err(WalError::Unreadable(_))), "{never:?}");
     let past_end = wal.read(LogLoc::in_record(lsns[0], 0, 1 << 20));
     assert!(past_end.is_err());
+    // The next record's frame follows in the file, but an address names one body only.
+    let into_next = wal.read(LogLoc::in_record(lsns[0], 7, 30));
+    assert!(matches!(into_next, Err(WalError::Unreadable(_))), "{into_next:?}");
+    let overflow = wal.read(LogLoc::in_record(lsns[0], u64::MAX, 2));
+    assert!(matches!(overflow, Err(WalError::Unreadable(_))), "{overflow:?}");
+    assert_eq!(wal.read(LogLoc::in_record(lsns[0], 0, 17)).unwrap(), b"record 00000 body");
     let no_checkpoint = wal.read(LogLoc::in_checkpoint(1, 40, 3));
     assert!(matches!(no_checkpoint, Err(WalError::Unreadable(_))));
     wal.close().unwrap();

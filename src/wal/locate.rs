@@ -17,7 +17,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::fs::ReadAt;
-use super::WalError;
+use super::{frame, WalError};
 
 /// Set in [`LogLoc`]'s key when it names a checkpoint rather than a log record; LSNs stay
 /// below 2^62 (recovery refuses larger ones).
@@ -112,14 +112,14 @@ impl Locator {
     /// Starts indexing segment `id`, whose first record is `first_lsn`.
     // Limitation: every live segment stays open for reads, one file descriptor each, which
     // the open-file budget of the connection limit does not count.
-    pub fn add_segment(&self, id: u64, first_lsn: u64, file: Arc<dyn ReadAt>) {
+    pub(crate) fn add_segment(&self, id: u64, first_lsn: u64, file: Arc<dyn ReadAt>) {
         let index = SegmentIndex { id, file, bodies: Vec::new() };
         self.segments.write().insert((first_lsn, id), index);
     }
 
     /// Notes the body offsets of the next records of segment `id`, in LSN order. Returns
     /// false when one does not fit (it is then unaddressable).
-    pub fn push_bodies(&self, id: u64, offsets: impl IntoIterator<Item = u64>) -> bool {
+    pub(crate) fn push_bodies(&self, id: u64, offsets: impl IntoIterator<Item = u64>) -> bool {
         let mut segments = self.segments.write();
         let Some(index) = segments.values_mut().rev().find(|s| s.id == id) else {
             return false;
@@ -136,7 +136,7 @@ impl Locator {
     /// Makes checkpoint `id` readable. Refuses an id that is live already: addresses
     /// (id, offset) into it were taken against its layout, and a new file under the same
     /// id would answer them with other bytes.
-    pub fn add_checkpoint(&self, id: u64, file: Arc<dyn ReadAt>) -> Result<(), WalError> {
+    pub(crate) fn add_checkpoint(&self, id: u64, file: Arc<dyn ReadAt>) -> Result<(), WalError> {
         let mut checkpoints = self.checkpoints.write();
         if checkpoints.contains_key(&id) {
             return Err(WalError::CheckpointExists(id));
@@ -146,23 +146,24 @@ impl Locator {
     }
 
     /// True while checkpoint `id` is readable.
-    pub fn has_checkpoint(&self, id: u64) -> bool {
+    pub(crate) fn has_checkpoint(&self, id: u64) -> bool {
         self.checkpoints.read().contains_key(&id)
     }
 
     /// Drops the entries of segments below `id` and of checkpoints below it: nothing
     /// addresses them any more.
-    pub fn forget_below(&self, id: u64) {
+    pub(crate) fn forget_below(&self, id: u64) {
         self.segments.write().retain(|_, s| s.id >= id);
         self.checkpoints.write().retain(|c, _| *c >= id);
     }
 
     /// Drops segment `id` (cut away by recovery).
-    pub fn forget_segment(&self, id: u64) {
+    pub(crate) fn forget_segment(&self, id: u64) {
         self.segments.write().retain(|_, s| s.id != id);
     }
 
-    /// Copies the bytes at `loc`. The record must already be written.
+    /// Copies the bytes at `loc`. The record must already be written. Bytes outside the
+    /// record's body are an error; in a checkpoint only the file's end bounds them.
     pub fn read(&self, loc: LogLoc) -> Result<Vec<u8>, WalError> {
         let gone = |what: String| WalError::Unreadable(what);
         let (file, off) = match loc.lsn() {
@@ -177,7 +178,21 @@ impl Locator {
                 let body = body.filter(|b| *b != NO_OFFSET).ok_or_else(|| {
                     gone(format!("record {lsn} is not in the index of segment {}", s.id))
                 })?;
-                (s.file.clone(), u64::from(body) + loc.off)
+                let file = s.file.clone();
+                drop(segments);
+                // Bytes past the body's end are another record's: the frame's length field,
+                // just before the body, bounds what an address may name.
+                let at = u64::from(body);
+                let prefix = file.read_at(at.saturating_sub(frame::FRAME_HEADER_LEN as u64), 4)?;
+                let body_len = u32::from_le_bytes(prefix[..4].try_into().expect("4 bytes"));
+                let end = loc.off.checked_add(u64::from(loc.len));
+                if end.is_none_or(|end| end > u64::from(body_len)) {
+                    let (off, len) = (loc.off, loc.len);
+                    return Err(gone(format!(
+                        "{len} bytes at {off} are outside the {body_len}-byte body of {lsn}"
+                    )));
+                }
+                (file, at + loc.off)
             }
             None => {
                 let id = loc.key & !CHECKPOINT_BIT;
