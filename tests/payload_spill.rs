@@ -462,3 +462,66 @@ async fn turning_duplicates_off_is_refused_when_the_payloads_would_pass_the_memo
     e.publish("q", msg(big("limit", 0), 3)).await.unwrap();
     e.shutdown().await;
 }
+
+/// Descriptors this process holds open on files in `dir`.
+fn descriptors_into(dir: &Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    let fds = std::fs::read_dir("/proc/self/fd").unwrap();
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count()
+}
+
+// Verifies: SYS-0034, SYS-0024
+/// Reads of sealed segments and checkpoints go through memory maps that hold no file
+/// descriptor: only the active segment keeps descriptors (the writer's and a reader's),
+/// however many segments payloads are spread over.
+#[tokio::test]
+async fn sealed_segments_and_checkpoints_hold_no_file_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let wal = wal_opts(dir.path(), FsyncPolicy::Always);
+        Engine::open(EngineOptions::new(StorageConfig::Wal(wal))).unwrap()
+    };
+    let e = open();
+    let sent: Vec<String> = (0..120).map(|i| big("fd", i)).collect();
+    for p in &sent {
+        e.publish("q", msg(p.clone(), 3)).await.unwrap();
+    }
+    let segments = e.wal_stats().map_or(0, |s| s.segments);
+    assert!(segments > 10, "{segments} segments");
+    assert!(contents(&e, "q").0 == sent);
+    assert!(descriptors_into(dir.path()) <= 2, "{} open", descriptors_into(dir.path()));
+    drop(e);
+    let e = open();
+    assert!(contents(&e, "q").0 == sent, "after a restart");
+    assert!(descriptors_into(dir.path()) <= 2, "{} open", descriptors_into(dir.path()));
+    e.publish("q", msg(big("fd", 999), 3)).await.unwrap();
+    e.compact().unwrap();
+    assert!(contents(&e, "q").0.len() == sent.len() + 1, "after a compaction");
+    assert!(descriptors_into(dir.path()) <= 2, "{} open", descriptors_into(dir.path()));
+    e.shutdown().await;
+}
+
+// Verifies: SYS-0034, PER-0010
+/// A new segment that cannot be opened for reads does not stop the log: writes go on, a
+/// delivery of a payload in it answers 503, and after a restart every payload is there.
+#[tokio::test]
+async fn a_segment_that_cannot_be_opened_for_reads_does_not_fail_the_log() {
+    let fs = SimFs::new(41);
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = open_sim(&fs, &clock);
+    // The next open for reads is the first roll's.
+    fs.inject(Fault::OpenRead, 1);
+    let sent: Vec<String> = (0..20).map(|i| big("open", i)).collect();
+    for p in &sent {
+        e.publish("q", msg(p.clone(), 3)).await.unwrap();
+    }
+    assert!(e.wal_stats().is_some_and(|s| !s.read_only && s.segments > 2));
+    let got = e.consume("q", "w", 30, 20, Duration::ZERO).await;
+    assert!(matches!(got, Err(EngineError::StorageUnavailable(_))), "{got:?}");
+    drop(e);
+    let e = open_sim(&fs, &clock);
+    assert!(contents(&e, "q").0 == sent, "after a restart");
+    e.shutdown().await;
+}

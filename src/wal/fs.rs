@@ -38,6 +38,37 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
 pub trait ReadAt: Send + Sync {
     /// Copies `len` bytes from offset `off`; an error if the file is shorter.
     fn read_at(&self, off: u64, len: usize) -> io::Result<Vec<u8>>;
+
+    /// The file is complete and will never grow: a handle that can may give up its file
+    /// descriptor and keep only what it needs to read the bytes there are now.
+    fn seal(&self) {}
+}
+
+/// A read handle of a new log file, or, if the file cannot be opened for reads, one whose
+/// reads fail: the log must go on accepting writes (it needs no read handle for them).
+/// Requirements: SYS-0034
+pub(crate) fn open_read_or_warn(fs: &dyn FileSystem, path: &Path) -> Arc<dyn ReadAt> {
+    match fs.open_read(path) {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::warn!(
+                file = %path.display(),
+                error = %e,
+                "could not open a log file for reads; payloads in it answer 503 until restart"
+            );
+            Arc::new(Unopened(e.to_string()))
+        }
+    }
+}
+
+/// A read handle of a file that could not be opened: every read fails with the reason, so
+/// a request for its bytes answers 503 while the log writes on.
+pub(crate) struct Unopened(pub(crate) String);
+
+impl ReadAt for Unopened {
+    fn read_at(&self, _: u64, _: usize) -> io::Result<Vec<u8>> {
+        Err(io::Error::other(format!("the file could not be opened for reads: {}", self.0)))
+    }
 }
 
 /// An open file the log appends to.
@@ -149,35 +180,57 @@ impl FileSystem for RealFs {
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>> {
         let file = File::open(path)?;
-        Ok(Arc::new(MappedFile { file, map: parking_lot::Mutex::new(None) }))
+        let mapped = Mapped { file: Some(file), map: None };
+        Ok(Arc::new(MappedFile {
+            path: path.to_path_buf(),
+            state: parking_lot::Mutex::new(mapped),
+        }))
     }
 }
 
 /// A file read through a memory map of it, mapped again when a read goes past the end of
-/// the current map (the active segment grows while it is read).
+/// the current map (the active segment grows while it is read). Once sealed it keeps only
+/// a map of the whole file: a map holds no file descriptor.
 struct MappedFile {
-    file: File,
-    map: parking_lot::Mutex<Option<Arc<memmap2::Mmap>>>,
+    path: std::path::PathBuf,
+    state: parking_lot::Mutex<Mapped>,
+}
+
+struct Mapped {
+    /// Open until the file is sealed and mapped whole.
+    file: Option<File>,
+    map: Option<Arc<memmap2::Mmap>>,
+}
+
+/// Maps all of `file`.
+fn map_whole(file: &File) -> io::Result<memmap2::Mmap> {
+    // SAFETY: the log only ever appends to its files, and every byte a reader asks for
+    // was written and acknowledged before: nothing changes or cuts it while it is mapped.
+    // (A failed log cuts unacknowledged bytes only.) Deleting the file leaves the map valid.
+    // Limitation: another process truncating a log file under the server would make a
+    // read fault (SIGBUS); the data directory must belong to one server.
+    // Limitation: reads are copies out of this map, so a disk error on a page that is not
+    // in the page cache raises SIGBUS and stops the server, instead of failing the one
+    // request with 503 as a failed read() would.
+    unsafe { memmap2::Mmap::map(file) }
 }
 
 impl MappedFile {
     /// A map that covers `end`, the current one if it does.
     fn map_covering(&self, end: u64) -> io::Result<Arc<memmap2::Mmap>> {
-        let mut map = self.map.lock();
-        if let Some(m) = map.as_ref().filter(|m| m.len() as u64 >= end) {
+        let mut state = self.state.lock();
+        if let Some(m) = state.map.as_ref().filter(|m| m.len() as u64 >= end) {
             return Ok(m.clone());
         }
-        if self.file.metadata()?.len() < end {
+        // Sealed: the map is the whole file.
+        let Some(file) = state.file.as_ref() else {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file"));
+        };
+        if file.metadata()?.len() < end {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file"));
         }
-        // SAFETY: the log only ever appends to its files, and every byte a reader asks for
-        // was written and acknowledged before: nothing changes or cuts it while it is
-        // mapped. (A failed log cuts unacknowledged bytes only.) Deleting the file leaves
-        // the map valid.
-        // Limitation: another process truncating a log file under the server would make a
-        // read fault (SIGBUS); the data directory must belong to one server.
-        let fresh = Arc::new(unsafe { memmap2::Mmap::map(&self.file)? });
-        *map = Some(fresh.clone());
+        let fresh = Arc::new(map_whole(file)?);
+        state.map = Some(fresh.clone());
         Ok(fresh)
     }
 }
@@ -189,6 +242,28 @@ impl ReadAt for MappedFile {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset overflows"))?;
         let map = self.map_covering(end)?;
         Ok(map[off as usize..end as usize].to_vec())
+    }
+
+    fn seal(&self) {
+        let mut state = self.state.lock();
+        let Some(file) = state.file.as_ref() else { return };
+        let mapped = file.metadata().and_then(|meta| match meta.len() {
+            // Nothing to read, and mapping an empty file fails on some platforms.
+            0 => Ok(None),
+            _ => map_whole(file).map(Some),
+        });
+        match mapped {
+            Ok(map) => {
+                state.map = map.map(Arc::new);
+                state.file = None;
+            }
+            // Kept open: reads map it on demand, as before the seal.
+            Err(e) => tracing::warn!(
+                file = %self.path.display(),
+                error = %e,
+                "could not map a complete log file; it keeps its file descriptor"
+            ),
+        }
     }
 }
 

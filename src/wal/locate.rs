@@ -109,12 +109,19 @@ pub struct Locator {
 }
 
 impl Locator {
-    /// Starts indexing segment `id`, whose first record is `first_lsn`.
-    // Limitation: every live segment stays open for reads, one file descriptor each, which
-    // the open-file budget of the connection limit does not count.
+    /// Starts indexing segment `id`, whose first record is `first_lsn`. Every older
+    /// segment is sealed by then (only the newest is appended to): their handles give up
+    /// their file descriptors, so reads hold one descriptor, the active segment's, outside
+    /// the open-file budget of the connection limit.
+    // Limitation: each sealed segment and checkpoint holds a memory map instead, counted
+    // against the kernel's limit of maps per process (vm.max_map_count, 65530 by default).
     pub(crate) fn add_segment(&self, id: u64, first_lsn: u64, file: Arc<dyn ReadAt>) {
+        let mut segments = self.segments.write();
+        for older in segments.values().filter(|s| s.id < id) {
+            older.file.seal();
+        }
         let index = SegmentIndex { id, file, bodies: Vec::new() };
-        self.segments.write().insert((first_lsn, id), index);
+        segments.insert((first_lsn, id), index);
     }
 
     /// Notes the body offsets of the next records of segment `id`, in LSN order. Returns
@@ -141,6 +148,8 @@ impl Locator {
         if checkpoints.contains_key(&id) {
             return Err(WalError::CheckpointExists(id));
         }
+        // A checkpoint is complete before it is made readable.
+        file.seal();
         checkpoints.insert(id, file);
         Ok(())
     }

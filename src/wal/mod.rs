@@ -261,7 +261,8 @@ impl Wal {
                 }
                 let id = recovered.max_id + 1;
                 let created = ActiveSegment::create(&*fs, &opts.dir, id, last_lsn + 1)?;
-                shared.locator.add_segment(id, last_lsn + 1, fs.open_read(&created.path)?);
+                let reader = fs::open_read_or_warn(&*fs, &created.path);
+                shared.locator.add_segment(id, last_lsn + 1, reader);
                 segments += 1;
                 bytes += created.written;
                 created

@@ -33,6 +33,8 @@ pub enum Fault {
     Create,
     /// A read through a handle of [`FileSystem::open_read`] fails with EIO.
     Read,
+    /// [`FileSystem::open_read`] fails.
+    OpenRead,
 }
 
 /// What survives a simulated power cut besides the durable bytes.
@@ -358,7 +360,10 @@ impl FileSystem for SimFs {
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadAt>> {
-        let state = self.state.lock();
+        let mut state = self.state.lock();
+        if state.fires(Fault::OpenRead) {
+            return Err(err(io::ErrorKind::Other, "injected open failure"));
+        }
         let inode = state.lookup(path)?;
         let generation = state.generation;
         Ok(Arc::new(SimFile { state: self.state.clone(), inode, generation }))

@@ -469,7 +469,8 @@ impl Writer {
         self.sync()?;
         let (id, first_lsn) = (self.segment.id + 1, self.written + 1);
         let next = ActiveSegment::create(&*self.fs, &self.opts.dir, id, first_lsn)?;
-        self.shared.locator.add_segment(id, first_lsn, self.fs.open_read(&next.path)?);
+        let reader = super::fs::open_read_or_warn(&*self.fs, &next.path);
+        self.shared.locator.add_segment(id, first_lsn, reader);
         tracing::debug!(segment = next.id, first_lsn, "log rolled to a new segment");
         let sealed = std::mem::replace(&mut self.segment, next);
         self.shared.stats.sealed.lock().insert(sealed.id, sealed.written);
