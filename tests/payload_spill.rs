@@ -214,6 +214,8 @@ async fn turning_duplicates_off_brings_spilled_payloads_back_into_ram() {
 }
 
 // Verifies: SYS-0034
+/// A read the file layer reports as failed (the simulated file system's EIO; on a real
+/// disk an I/O error under the memory map is a SIGBUS, which no request survives).
 #[tokio::test]
 async fn a_failed_read_answers_storage_unavailable_and_loses_nothing() {
     let fs = SimFs::new(9);
@@ -347,8 +349,8 @@ fn the_log_reads_bytes_inside_a_record_body_once_it_is_written() {
 }
 
 // Verifies: SYS-0034
-/// Over HTTP: a spilled payload is delivered whole, and a read that fails answers 503
-/// `storage_unavailable` while the server and the message live on.
+/// Over HTTP: a spilled payload is delivered whole, and a read the (simulated) file layer
+/// fails answers 503 `storage_unavailable` while the server and the message live on.
 #[tokio::test]
 async fn over_http_a_failed_read_is_a_503_and_the_next_delivery_is_whole() {
     let fs = SimFs::new(13);

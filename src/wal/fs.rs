@@ -241,6 +241,8 @@ impl ReadAt for MappedFile {
             .checked_add(len as u64)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset overflows"))?;
         let map = self.map_covering(end)?;
+        // Limitation: this copy is where a disk error under the map surfaces, as SIGBUS
+        // (see `map_whole`), not as an error to return.
         Ok(map[off as usize..end as usize].to_vec())
     }
 

@@ -31,7 +31,9 @@ pub enum Fault {
     SyncDir,
     /// Creating a file fails.
     Create,
-    /// A read through a handle of [`FileSystem::open_read`] fails with EIO.
+    /// A read through a handle of [`FileSystem::open_read`] fails with EIO. This is the
+    /// failure the file seam can report; on a real disk the reads are copies out of a
+    /// memory map, and a disk error under one raises SIGBUS instead (see `fs::map_whole`).
     Read,
     /// [`FileSystem::open_read`] fails.
     OpenRead,
