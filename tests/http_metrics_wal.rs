@@ -88,6 +88,11 @@ async fn metrics_report_log_size_fsyncs_and_compactions() {
     assert!(fsyncs >= 1.0, "{busy}");
     assert_eq!(sample(&busy, "qrusty_wal_fsync_seconds_bucket{le=\"+Inf\"}"), fsyncs);
 
+    // A compaction with nothing logged since the last one does nothing and counts no run:
+    // log one record first.
+    let body = json!({"queue": "churn", "priority": 1, "payload": "after"});
+    let reply = http.post(format!("{base}/publish")).json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), 200);
     let engine2 = engine.clone();
     let report = tokio::task::spawn_blocking(move || engine2.compact()).await.unwrap().unwrap();
     let after = metrics().await;
