@@ -12,13 +12,6 @@ use qrusty::server::{self, ServerConfig, ServerLimits};
 use qrusty::wal::WalOptions;
 use qrusty::ws::WsOptions;
 
-/// mimalloc rather than the system allocator: requests are parsed on one runtime worker and
-/// their buffers freed on another, after a wake-up from the log writer; glibc's per-thread
-/// caches serve that pattern poorly (its slow path was about 5% of the server's CPU on the
-/// durable publish benchmark, and CPU per publish fell by about 3 µs with mimalloc).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Room for a record's framing and bookkeeping on top of the largest body.
 const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
 
