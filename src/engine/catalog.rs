@@ -33,6 +33,9 @@ pub struct Catalog {
     pub max_seq: u64,
     /// Shared with every queue's state, which keeps it current.
     pub gauge: Arc<MemoryGauge>,
+    /// Set while the log is replayed: queues created then build their ready index once, at
+    /// the end (`QueueState::defer_ready_index`).
+    pub replaying: bool,
 }
 
 impl Catalog {
@@ -57,13 +60,13 @@ impl Catalog {
             Record::QueueCreated { qid, name, config }
             | Record::QueueSnapshot { qid, name, config, .. } => {
                 self.max_qid = self.max_qid.max(*qid);
+                let mut state =
+                    QueueState::new(*qid, name.clone(), config.clone(), self.gauge.clone());
+                if self.replaying {
+                    state.defer_ready_index();
+                }
                 let q = Queue {
-                    state: Mutex::new(QueueState::new(
-                        *qid,
-                        name.clone(),
-                        config.clone(),
-                        self.gauge.clone(),
-                    )),
+                    state: Mutex::new(state),
                     notify: Notify::new(),
                     counters: Mutex::new(counters(name)),
                 };
@@ -117,6 +120,15 @@ impl Catalog {
                     None => Effect::default(),
                 }
             }
+        }
+    }
+
+    /// Ends a replay: every queue builds the ready index it deferred.
+    /// Requirements: PER-0031
+    pub fn finish_replay(&mut self) {
+        self.replaying = false;
+        for q in self.queues.values() {
+            q.state.lock().finish_replay();
         }
     }
 

@@ -46,10 +46,11 @@ impl Engine {
             .map(|q| {
                 let st = q.state.lock();
                 let (mut msgs, dead) = st.snapshot();
-                msgs.sort_by(|a, b| a.key.cmp(&b.key));
+                let ordering = st.config.ordering;
+                msgs.sort_by_cached_key(|m| m.key(ordering));
                 let dump = |m: &super::queue::Message| MessageDump {
                     id: format_id(&m.id),
-                    seq: m.key.seq(),
+                    seq: m.seq,
                     priority: m.priority.clone(),
                     // Only tests and the fuzzer read this: an unreadable payload shows as
                     // such and fails their comparison.

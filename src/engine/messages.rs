@@ -468,7 +468,8 @@ impl Engine {
                 return Ok(AckBatchOutcome { acked: vec![], not_found });
             }
             // Reported in the queue's consumption order.
-            held.sort_by(|a, b| txn.state.get(a).unwrap().key.cmp(&txn.state.get(b).unwrap().key));
+            let ordering = txn.state.config.ordering;
+            held.sort_by_cached_key(|id| txn.state.get(id).map(|m| m.key(ordering)));
             let qid = txn.qid();
             let recs = held.iter().map(|id| Record::Acked { qid, id: *id }).collect();
             txn.emit(Record::Group(recs))?;

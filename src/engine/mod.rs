@@ -198,6 +198,7 @@ impl Engine {
         let counters = |name: &str| rates.counters(name, now);
         let catalog = self.catalog.get_mut();
         let mut filter = ReplayFilter::default();
+        catalog.replaying = true;
         let spill_above = self.spill_above;
         let mut visit = |at: wal::BodyAt, body: &[u8], log: &wal::Locator| {
             let rec = Record::decode(body).map_err(|e| format!("undecodable record: {e}"))?;
@@ -213,6 +214,7 @@ impl Engine {
         };
         let (log, summary) = Wal::open_addressed(opts, fs, &mut visit)
             .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))?;
+        catalog.finish_replay();
         self.seq.store(catalog.max_seq + 1, AtomicOrdering::SeqCst);
         let messages: u64 = catalog.queues.values().map(|q| q.state.lock().len()).sum();
         tracing::info!(

@@ -10,7 +10,7 @@ use super::index::ReadyKey;
 use super::limits::{message_cost, MemoryGauge};
 use super::payload::{inline_payload, Payload, Spill};
 use super::record::{MsgId, PublishedMessage, Record, SnapshotDeadLetter, SnapshotMessage};
-use super::types::{Priority, QueueConfig};
+use super::types::{Ordering, Priority, QueueConfig};
 use crate::wal::LogLoc;
 
 /// A message held by a consumer.
@@ -24,14 +24,17 @@ pub struct Lock {
 #[derive(Clone, Debug)]
 pub struct Message {
     pub id: MsgId,
-    pub key: ReadyKey,
+    /// Publish sequence: with the priority and the queue's ordering, the ready index key
+    /// (`Message::key`), which is not stored twice.
+    pub seq: u64,
     pub priority: Priority,
     /// In RAM, or (above the spill threshold, in wal mode) an address in the log.
     pub payload: Payload,
     pub max_retries: u32,
     pub retry_count: u32,
     pub created_at_ns: u64,
-    pub lock: Option<Lock>,
+    /// Boxed: most queued messages are not locked, and the box keeps them 24 bytes smaller.
+    pub lock: Option<Box<Lock>>,
 }
 
 impl Message {
@@ -39,6 +42,12 @@ impl Message {
     /// a payload left in the log costs nothing.
     pub fn cost(&self) -> u64 {
         message_cost(self.payload.ram_len(), &self.priority)
+    }
+
+    /// This message's place in the ready index of a queue of the given ordering (which a
+    /// queue never changes).
+    pub fn key(&self, ordering: Ordering) -> ReadyKey {
+        ReadyKey::new(ordering, &self.priority, self.seq)
     }
 }
 
@@ -62,14 +71,19 @@ pub struct QueueState {
     pub qid: u64,
     pub name: String,
     pub config: QueueConfig,
-    // Limitation: about 540 bytes of RSS per queued 100-byte message at a million (measured
-    // with payloads in RAM): this map's entry (at most 7/8 of the buckets used), the
-    // payload's own allocation and the ready index's skip-list node (its own allocation,
-    // with a reference count). Replay rebuilds all three per message, which is most of
-    // the restart time.
-    msgs: HashMap<MsgId, Message>,
+    // Limitation: about 250 bytes of RSS per queued message at a million whose payload is
+    // left in the log (more when payloads are held in RAM): this map's entry (24 bytes, in
+    // a table at most 7/8 full), the boxed message (112 bytes as allocated) and the ready
+    // index's skip-list node (its own allocation, with a reference count and a tower).
+    // Boxed, so that the half-empty table a doubling leaves costs 24 bytes a bucket, not
+    // 170. Replay rebuilds all three per message, which is most of the restart time.
+    msgs: HashMap<MsgId, Box<Message>>,
     /// Ready (unlocked) messages by delivery order.
     ready: SkipMap<ReadyKey, MsgId>,
+    /// While replay runs, `ready` is left empty and built once at the end
+    /// (`finish_replay`): a skip list filled in key order stays in the cache, one filled in
+    /// the random order of the log misses it on every level (half of a restart's time).
+    ready_deferred: bool,
     /// Locked messages by (deadline, seq): the first entry is the next lock to expire.
     locks: SkipMap<(u64, u64), MsgId>,
     /// Dead letters in the order they died.
@@ -96,6 +110,7 @@ impl QueueState {
             config,
             msgs: HashMap::new(),
             ready: SkipMap::new(),
+            ready_deferred: false,
             locks: SkipMap::new(),
             dead: BTreeMap::new(),
             dead_index: HashMap::new(),
@@ -151,7 +166,7 @@ impl QueueState {
     }
 
     pub fn get(&self, id: &MsgId) -> Option<&Message> {
-        self.msgs.get(id)
+        self.msgs.get(id).map(|m| &**m)
     }
 
     /// True when a publish of `payload` would duplicate a message in the queue.
@@ -262,7 +277,12 @@ impl QueueState {
     ) -> Result<(), String> {
         let mut changed = 0u64;
         let mut result = Ok(());
-        for m in self.msgs.values_mut().chain(self.dead.values_mut().map(|d| &mut d.msg)) {
+        for m in self
+            .msgs
+            .values_mut()
+            .map(|m| &mut **m)
+            .chain(self.dead.values_mut().map(|d| &mut d.msg))
+        {
             let Payload::Logged(loc) = m.payload else { continue };
             match read(loc) {
                 Ok(text) => {
@@ -288,14 +308,40 @@ impl QueueState {
             Payload::Logged(loc) => loc.len() as u64,
             Payload::Inline(_) => 0,
         };
-        let msgs: u64 = self.msgs.values().map(logged).sum();
+        let msgs: u64 = self.msgs.values().map(|m| logged(m)).sum();
         msgs + self.dead.values().map(|d| logged(&d.msg)).sum::<u64>()
     }
 
     /// Copies of every message (ready and locked, in no order) and every dead letter
     /// (oldest first), for a checkpoint. Payloads are shared, not copied.
     pub fn snapshot(&self) -> (Vec<Message>, Vec<DeadLetter>) {
-        (self.msgs.values().cloned().collect(), self.dead.values().cloned().collect())
+        (self.msgs.values().map(|m| (**m).clone()).collect(), self.dead.values().cloned().collect())
+    }
+
+    /// Leaves the ready index unbuilt until `finish_replay`: for a queue rebuilt from the
+    /// log, which only applies records (they name their messages) and reads no order.
+    /// Requirements: PER-0031
+    pub fn defer_ready_index(&mut self) {
+        self.ready_deferred = self.ready.is_empty();
+    }
+
+    /// Builds the ready index deferred by `defer_ready_index`, inserting in key order.
+    /// Requirements: PER-0031
+    pub fn finish_replay(&mut self) {
+        if !std::mem::take(&mut self.ready_deferred) {
+            return;
+        }
+        // Owned keys: sorting through references would chase a pointer per comparison.
+        let mut keys: Vec<(ReadyKey, MsgId)> = self
+            .msgs
+            .values()
+            .filter(|m| m.lock.is_none())
+            .map(|m| (m.key(self.config.ordering), m.id))
+            .collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, id) in keys {
+            self.ready.insert(k, id);
+        }
     }
 
     /// Applies one queue-level record. Records that name no message of this queue (which a
@@ -313,7 +359,7 @@ impl QueueState {
         let mut fx = Effect::default();
         match rec {
             Record::Published { msg, .. } => {
-                let m = new_message(&self.config, msg, spill);
+                let m = Box::new(new_message(msg, spill));
                 self.charge(&m);
                 self.insert_ready(m);
                 fx.became_ready = 1;
@@ -321,11 +367,11 @@ impl QueueState {
             Record::Locked { id, consumer, token, deadline_ms, .. } => {
                 if let Some(mut m) = self.take(id) {
                     m.retry_count = m.retry_count.saturating_add(1);
-                    m.lock = Some(Lock {
+                    m.lock = Some(Box::new(Lock {
                         consumer: Arc::from(consumer.as_str()),
                         token: *token,
                         deadline_ms: *deadline_ms,
-                    });
+                    }));
                     self.insert(m);
                 }
             }
@@ -356,13 +402,13 @@ impl QueueState {
             Record::DeadLettered { id, at_ms, .. } => {
                 if let Some(m) = self.take(id) {
                     self.forget_payload(&m.payload);
-                    self.push_dead(DeadLetter { msg: m, at_ms: *at_ms });
+                    self.push_dead(DeadLetter { msg: *m, at_ms: *at_ms });
                 }
             }
             Record::Redriven { id, .. } => {
                 if let Some(k) = self.dead_index.remove(id) {
                     if let Some(dl) = self.dead.remove(&k) {
-                        let mut m = dl.msg;
+                        let mut m = Box::new(dl.msg);
                         m.lock = None;
                         m.retry_count = 0;
                         self.insert_ready(m);
@@ -372,7 +418,7 @@ impl QueueState {
             }
             Record::MessagesSnapshot { msgs, .. } => {
                 for snap in msgs {
-                    let m = restored_message(&self.config, snap, spill);
+                    let m = Box::new(restored_message(snap, spill));
                     // Locked copies count as duplicates too, as they do after a publish.
                     if let (Some(d), Some(p)) = (self.dups.as_mut(), m.payload.as_inline()) {
                         *d.entry(p.clone()).or_default() += 1;
@@ -384,7 +430,7 @@ impl QueueState {
             }
             Record::DeadLettersSnapshot { dead, .. } => {
                 for snap in dead {
-                    let mut m = new_message(&self.config, &snap.msg, spill);
+                    let mut m = new_message(&snap.msg, spill);
                     m.retry_count = snap.retry_count;
                     self.charge(&m);
                     self.push_dead(DeadLetter { msg: m, at_ms: snap.at_ms });
@@ -440,6 +486,8 @@ impl QueueState {
         if self.dups.is_some() {
             return 0;
         }
+        // The walk below needs the delivery order.
+        self.finish_replay();
         // Every payload is in RAM here: the engine materializes a queue's payloads before
         // it logs this change (and replay before it applies it). One still in the log
         // would count as unique.
@@ -478,7 +526,7 @@ impl QueueState {
     }
 
     /// Requirements: SCH-0010
-    fn insert_ready(&mut self, m: Message) {
+    fn insert_ready(&mut self, m: Box<Message>) {
         if let (Some(d), Some(p)) = (self.dups.as_mut(), m.payload.as_inline()) {
             *d.entry(p.clone()).or_default() += 1;
         }
@@ -486,13 +534,14 @@ impl QueueState {
     }
 
     /// Puts a message into the map and the index its lock state calls for.
-    fn insert(&mut self, m: Message) {
+    fn insert(&mut self, m: Box<Message>) {
         match &m.lock {
             Some(l) => {
-                self.locks.insert((l.deadline_ms, m.key.seq()), m.id);
+                self.locks.insert((l.deadline_ms, m.seq), m.id);
             }
+            None if self.ready_deferred => {}
             None => {
-                self.ready.insert(m.key.clone(), m.id);
+                self.ready.insert(m.key(self.config.ordering), m.id);
             }
         }
         self.msgs.insert(m.id, m);
@@ -500,14 +549,15 @@ impl QueueState {
 
     /// Removes a message from the map and whichever index holds it. The duplicate set is
     /// left alone: callers that remove the message for good call `forget_payload`.
-    fn take(&mut self, id: &MsgId) -> Option<Message> {
+    fn take(&mut self, id: &MsgId) -> Option<Box<Message>> {
         let m = self.msgs.remove(id)?;
         match &m.lock {
             Some(l) => {
-                self.locks.remove(&(l.deadline_ms, m.key.seq()));
+                self.locks.remove(&(l.deadline_ms, m.seq));
             }
+            None if self.ready_deferred => {}
             None => {
-                self.ready.remove(&m.key);
+                self.ready.remove(&m.key(self.config.ordering));
             }
         }
         Some(m)
@@ -533,10 +583,10 @@ impl Drop for QueueState {
     }
 }
 
-fn new_message(config: &QueueConfig, p: &PublishedMessage, spill: Option<&Spill<'_>>) -> Message {
+fn new_message(p: &PublishedMessage, spill: Option<&Spill<'_>>) -> Message {
     Message {
         id: p.id,
-        key: ReadyKey::new(config.ordering, &p.priority, p.seq),
+        seq: p.seq,
         priority: p.priority.clone(),
         payload: inline_payload(spill, p),
         max_retries: p.max_retries,
@@ -546,17 +596,15 @@ fn new_message(config: &QueueConfig, p: &PublishedMessage, spill: Option<&Spill<
     }
 }
 
-fn restored_message(
-    config: &QueueConfig,
-    snap: &SnapshotMessage,
-    spill: Option<&Spill<'_>>,
-) -> Message {
-    let mut m = new_message(config, &snap.msg, spill);
+fn restored_message(snap: &SnapshotMessage, spill: Option<&Spill<'_>>) -> Message {
+    let mut m = new_message(&snap.msg, spill);
     m.retry_count = snap.retry_count;
-    m.lock = snap.lock.as_ref().map(|l| Lock {
-        consumer: Arc::from(l.consumer.as_str()),
-        token: l.token,
-        deadline_ms: l.deadline_ms,
+    m.lock = snap.lock.as_ref().map(|l| {
+        Box::new(Lock {
+            consumer: Arc::from(l.consumer.as_str()),
+            token: l.token,
+            deadline_ms: l.deadline_ms,
+        })
     });
     m
 }
@@ -586,10 +634,139 @@ pub fn snapshot_message(m: &Message, payload: String) -> SnapshotMessage {
 fn published_form(m: &Message, payload: String) -> PublishedMessage {
     PublishedMessage {
         id: m.id,
-        seq: m.key.seq(),
+        seq: m.seq,
         priority: m.priority.clone(),
         payload,
         max_retries: m.max_retries,
         created_at_ns: m.created_at_ns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::types::PriorityKind;
+
+    fn id(n: u64) -> MsgId {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        id
+    }
+
+    fn publish(qid: u64, n: u64, priority: Priority, payload: &str) -> Record {
+        let msg = PublishedMessage {
+            id: id(n),
+            seq: n,
+            priority,
+            payload: payload.to_string(),
+            max_retries: 3,
+            created_at_ns: n,
+        };
+        Record::Published { qid, msg }
+    }
+
+    /// A history touching every path that moves a message in or out of the ready index:
+    /// locks, nacks, expiries, releases, acks, dead letters, redrives, a purge in the
+    /// middle and duplicates turned off (which reads the order) near the end.
+    fn history(qid: u64, text: bool) -> Vec<Record> {
+        let prio = |n: u64| {
+            if text {
+                Priority::Text(format!("p{}", (n * 7919) % 13))
+            } else {
+                Priority::Num((n * 7919) % 13)
+            }
+        };
+        let lock = |n: u64| Record::Locked {
+            qid,
+            id: id(n),
+            consumer: "c".into(),
+            token: 1000 + n,
+            deadline_ms: 50 + n % 4,
+        };
+        let mut recs = Vec::new();
+        for n in 1..=40 {
+            recs.push(publish(qid, n, prio(n), &format!("m{}", n % 9)));
+        }
+        for n in (1..=40).step_by(3) {
+            recs.push(lock(n));
+        }
+        for n in (1..=40).step_by(9) {
+            recs.push(Record::Nacked { qid, id: id(n) });
+            recs.push(Record::Acked { qid, id: id(n + 3) });
+        }
+        recs.push(Record::Expired { qid, id: id(7) });
+        recs.push(Record::Released { qid, id: id(16) });
+        recs.push(Record::Renewed { qid, id: id(22), deadline_ms: 90 });
+        recs.push(Record::DeadLettered { qid, id: id(25), at_ms: 5 });
+        recs.push(Record::Acked { qid, id: id(2) });
+        recs.push(Record::Redriven { qid, id: id(25) });
+        recs.push(Record::QueuePurged { qid });
+        for n in 41..=90 {
+            recs.push(publish(qid, n, prio(n), &format!("m{}", n % 11)));
+        }
+        for n in (41..=90).step_by(4) {
+            recs.push(lock(n));
+        }
+        recs.push(Record::Group(vec![
+            Record::Nacked { qid, id: id(45) },
+            Record::Acked { qid, id: id(46) },
+        ]));
+        recs.push(Record::DuplicatesChanged { qid, allow_duplicates: false });
+        recs.push(publish(qid, 91, prio(91), "fresh"));
+        recs.push(Record::Acked { qid, id: id(47) });
+        recs
+    }
+
+    fn state(ordering: Ordering, text: bool) -> QueueState {
+        let priority_kind = if text { PriorityKind::Text } else { PriorityKind::Numeric };
+        let config = QueueConfig { ordering, allow_duplicates: true, priority_kind };
+        QueueState::new(1, "q".into(), config, Arc::new(MemoryGauge::default()))
+    }
+
+    // Verifies: PER-0031
+    #[test]
+    fn a_ready_index_built_after_replay_orders_as_one_kept_all_along() {
+        for ordering in [Ordering::MaxFirst, Ordering::MinFirst, Ordering::Fifo] {
+            for text in [false, true] {
+                // Cut the history at every point, so the deferred build happens in every
+                // state, before and after the order-reading records.
+                let recs = history(1, text);
+                for cut in 0..=recs.len() {
+                    let mut live = state(ordering, text);
+                    let mut replayed = state(ordering, text);
+                    replayed.defer_ready_index();
+                    for r in &recs[..cut] {
+                        assert_eq!(live.apply(r), replayed.apply(r), "{ordering:?} at {cut}");
+                    }
+                    replayed.finish_replay();
+                    let want = live.peek_ready(usize::MAX);
+                    assert_eq!(replayed.peek_ready(usize::MAX), want, "{ordering:?} at {cut}");
+                    assert_eq!(replayed.ready_len(), want.len() as u64);
+                    assert_eq!(replayed.due_locks(u64::MAX), live.due_locks(u64::MAX));
+                    assert_eq!(replayed.len(), live.len());
+                    // The rebuilt index takes live traffic like the other.
+                    let more = publish(1, 500, Priority::Num(6), "late");
+                    let more = if text {
+                        publish(1, 500, Priority::Text("p6".into()), "late")
+                    } else {
+                        more
+                    };
+                    live.apply(&more);
+                    replayed.apply(&more);
+                    if let Some(first) = want.first() {
+                        let lock = Record::Locked {
+                            qid: 1,
+                            id: *first,
+                            consumer: "d".into(),
+                            token: 9,
+                            deadline_ms: 1,
+                        };
+                        live.apply(&lock);
+                        replayed.apply(&lock);
+                    }
+                    assert_eq!(replayed.peek_ready(usize::MAX), live.peek_ready(usize::MAX));
+                }
+            }
+        }
     }
 }
