@@ -59,7 +59,12 @@ pub struct Config {
     pub storage_mode: StorageMode,
 
     /// When a write counts as durable: always | `interval:<ms>` | never.
-    #[arg(long = "fsync", env = "QRUSTY_FSYNC", default_value = "always", value_parser = parse_fsync)]
+    #[arg(
+        long = "fsync",
+        env = "QRUSTY_FSYNC",
+        default_value = "always",
+        value_parser = parse_fsync
+    )]
     pub fsync: FsyncPolicy,
 
     /// Log segment size at which a new segment starts, in bytes (at least 4096).
@@ -130,7 +135,11 @@ pub struct Config {
     /// In wal mode, payloads longer than this many bytes are not kept in RAM: they stay in
     /// the log and are read back on delivery. 0 keeps every payload in RAM. Queues with
     /// `allow_duplicates` false keep theirs in RAM whatever this says.
-    #[arg(long, env = "QRUSTY_SPILL_PAYLOAD_BYTES", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "QRUSTY_SPILL_PAYLOAD_BYTES",
+        default_value_t = crate::engine::DEFAULT_SPILL_PAYLOAD_BYTES
+    )]
     pub spill_payload_bytes: usize,
 
     /// Most `/consume` long polls waiting at once; 0 means no limit. Beyond it a long poll

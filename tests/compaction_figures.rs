@@ -140,7 +140,8 @@ async fn figure_publish_p99_with_and_without_compaction() {
         lat.sort();
         let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
         println!(
-            "compaction running: {compacting} ({runs} runs): {} publishes, p50 {:?}, p99 {:?}, max {:?}",
+            "compaction running: {compacting} ({runs} runs): {} publishes, p50 {:?}, p99 {:?}, \
+             max {:?}",
             lat.len(),
             pct(0.5),
             pct(0.99),

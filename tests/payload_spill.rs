@@ -213,20 +213,30 @@ async fn turning_duplicates_off_brings_spilled_payloads_back_into_ram() {
     e.shutdown().await;
 }
 
+/// An engine on a simulated file system whose queue "q" holds one large payload, after a
+/// consume (1 s lock) that failed because the read of that payload did: the file system,
+/// the clock, the engine and the payload.
+async fn a_failed_delivery(
+    seed: u64,
+    max_retries: u32,
+) -> (SimFs, Arc<ManualClock>, Arc<Engine>, String) {
+    let fs = SimFs::new(seed);
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = open_sim(&fs, &clock);
+    let p = big("r", seed as usize);
+    e.publish("q", msg(p.clone(), max_retries)).await.unwrap();
+    fs.inject(Fault::Read, 1);
+    let got = e.consume("q", "w", 1, 1, Duration::ZERO).await;
+    assert!(matches!(got, Err(EngineError::StorageUnavailable(_))), "{got:?}");
+    (fs, clock, e, p)
+}
+
 // Verifies: SYS-0034
 /// A read the file layer reports as failed (the simulated file system's EIO; on a real
 /// disk an I/O error under the memory map is a SIGBUS, which no request survives).
 #[tokio::test]
 async fn a_failed_read_answers_storage_unavailable_and_loses_nothing() {
-    let fs = SimFs::new(9);
-    let clock = Arc::new(ManualClock::new(T0));
-    let e = open_sim(&fs, &clock);
-    let p = big("r", 0);
-    e.publish("q", msg(p.clone(), 5)).await.unwrap();
-
-    fs.inject(Fault::Read, 1);
-    let got = e.consume("q", "w", 1, 1, Duration::ZERO).await;
-    assert!(matches!(got, Err(EngineError::StorageUnavailable(_))), "{got:?}");
+    let (fs, _clock, e, p) = a_failed_delivery(9, 5).await;
 
     // The failed delivery gave its lock back: the message is delivered whole at once.
     // Its retry count still includes the failed delivery (a documented limitation).
@@ -389,14 +399,7 @@ async fn over_http_a_failed_read_is_a_503_and_the_next_delivery_is_whole() {
 /// the failed attempt must not make it a dead letter that was never delivered.
 #[tokio::test]
 async fn a_failed_read_does_not_turn_a_message_into_a_dead_letter() {
-    let fs = SimFs::new(22);
-    let clock = Arc::new(ManualClock::new(T0));
-    let e = open_sim(&fs, &clock);
-    let p = big("once", 1);
-    e.publish("q", msg(p.clone(), 0)).await.unwrap();
-    fs.inject(Fault::Read, 1);
-    let got = e.consume("q", "w", 1, 1, Duration::ZERO).await;
-    assert!(matches!(got, Err(EngineError::StorageUnavailable(_))), "{got:?}");
+    let (_fs, clock, e, p) = a_failed_delivery(22, 0).await;
     clock.advance_ms(1_001);
     let got = e.consume("q", "w", 30, 1, Duration::ZERO).await.unwrap();
     let dead = e.dlq_list("q", 10).unwrap();

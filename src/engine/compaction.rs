@@ -175,7 +175,7 @@ impl Chunker<'_> {
             return Ok(());
         }
         let at = BodyAt::Checkpoint { id: self.out.id(), offset };
-        let spill = Spill::new(1, at, rec, &body);
+        let spill = Spill::for_addresses(at, rec, &body);
         let published: Vec<&PublishedMessage> = match rec {
             Record::MessagesSnapshot { msgs, .. } => msgs.iter().map(|s| &s.msg).collect(),
             Record::DeadLettersSnapshot { dead, .. } => dead.iter().map(|d| &d.msg).collect(),

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::EngineError;
+use super::payload::stays_in_log;
 use super::queue::QueueState;
 use super::types::{NewMessage, Priority};
 use super::Result;
@@ -136,7 +137,7 @@ impl Limits {
             )));
         }
         if self.max_memory_bytes > 0 {
-            let in_ram = |len: usize| if spill_above > 0 && len > spill_above { 0 } else { len };
+            let in_ram = |len| if stays_in_log(spill_above, len) { 0 } else { len };
             let cost: u64 =
                 msgs.iter().map(|m| message_cost(in_ram(m.payload.len()), &m.priority)).sum();
             let held = gauge.held();

@@ -173,15 +173,12 @@ impl Engine {
                     }
                 }
             }
-            let spill_above = match txn.state.config.allow_duplicates {
-                true => self.spill_above,
-                false => 0,
-            };
+            let spill_above = self.spill_threshold(&txn.state);
             self.limits.check_publish(&txn.state, &msgs, &self.memory, spill_above)?;
             let now_ns = self.clock.now_ns();
             let n = msgs.len() as u64;
             let mut ids = Vec::with_capacity(msgs.len());
-            let mut recs: Vec<Record> = msgs
+            let recs: Vec<Record> = msgs
                 .into_iter()
                 .map(|m| {
                     let id = *uuid::Uuid::new_v4().as_bytes();
@@ -197,8 +194,7 @@ impl Engine {
                     Record::Published { qid, msg }
                 })
                 .collect();
-            let rec = if recs.len() == 1 { recs.pop().unwrap() } else { Record::Group(recs) };
-            txn.emit(rec)?;
+            txn.emit(Record::one_or_group(recs))?;
             Counters::add(&txn.counters().publish, n);
             self.totals.published.fetch_add(n, AtomicOrdering::Relaxed);
             (created.then(txn.finish()), ids)
@@ -232,12 +228,11 @@ impl Engine {
         }
         let end = tokio::time::Instant::now() + wait;
         loop {
-            let (pending, taken) = self.try_consume(queue, consumer_id, timeout_secs, max)?;
+            let (pending, mut taken) = self.try_consume(queue, consumer_id, timeout_secs, max)?;
             if !taken.got.is_empty() || tokio::time::Instant::now() >= end {
                 pending.wait().await?;
                 // Limitation: the payloads are copied out of the log's memory maps on the
                 // runtime thread; a page not in the page cache blocks it for a disk read.
-                let mut taken = taken;
                 if let Err(e) = taken.resolve(self) {
                     // The locks are durable already; left in place they would hide the
                     // messages from every consumer until they expire.
@@ -270,7 +265,7 @@ impl Engine {
         }
         let qid = txn.qid();
         let deadline_ms = now.saturating_add(timeout_secs * 1000);
-        let mut recs: Vec<Record> = ids
+        let recs: Vec<Record> = ids
             .iter()
             .map(|id| Record::Locked {
                 qid,
@@ -280,8 +275,7 @@ impl Engine {
                 deadline_ms,
             })
             .collect();
-        let rec = if recs.len() == 1 { recs.pop().unwrap() } else { Record::Group(recs) };
-        txn.emit(rec)?;
+        txn.emit(Record::one_or_group(recs))?;
         let name = txn.state.name.clone();
         let mut taken = Taken { queue: Some(q.clone()), ..Taken::default() };
         for m in ids.iter().filter_map(|id| txn.state.get(id)) {
@@ -317,7 +311,7 @@ impl Engine {
                 let lock = txn.state.get(id).and_then(|m| m.lock.as_ref());
                 lock.is_some_and(|l| l.token == token)
             };
-            let mut recs: Vec<Record> = taken
+            let recs: Vec<Record> = taken
                 .locks
                 .iter()
                 .filter(|(id, token)| still_ours(id, *token))
@@ -326,8 +320,7 @@ impl Engine {
             if recs.is_empty() {
                 return;
             }
-            let rec = if recs.len() == 1 { recs.pop().unwrap() } else { Record::Group(recs) };
-            if let Err(e) = txn.emit(rec) {
+            if let Err(e) = txn.emit(Record::one_or_group(recs)) {
                 tracing::warn!(queue = %txn.state.name, error = %e, "could not release locks");
             }
             txn.finish()

@@ -589,7 +589,8 @@ impl Engine {
             let cat = self.catalog.read();
             let mut txn = Txn::begin(self, q);
             if let Err(e) = txn.expire_due(now) {
-                tracing::error!(queue = %txn.state.name, error = %e, "settling expired locks failed");
+                let queue = &txn.state.name;
+                tracing::error!(queue = %queue, error = %e, "settling expired locks failed");
             }
             // Durability of expiry records is not awaited: nobody was promised anything.
             let _ = txn.finish();

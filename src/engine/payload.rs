@@ -13,6 +13,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use super::catalog::{Catalog, Queue};
+use super::queue::QueueState;
 use super::record::{MsgId, PublishedMessage, Record};
 use super::{Engine, EngineError, Result};
 use crate::wal::{BodyAt, LogLoc};
@@ -78,6 +79,11 @@ impl<'a> Spill<'a> {
         Spill { threshold, at, body, spans, cursor: Cell::new(0) }
     }
 
+    /// A `Spill` for [`Spill::address`] lookups only, which any payload length passes.
+    pub fn for_addresses(at: BodyAt, rec: &Record, body: &'a [u8]) -> Spill<'a> {
+        Spill::new(1, at, rec, body)
+    }
+
     /// The payload a message built from `p` keeps: its address when it is long enough and
     /// its bytes are where the layout says; a copy in RAM otherwise.
     pub fn payload(&self, p: &PublishedMessage) -> Payload {
@@ -85,11 +91,7 @@ impl<'a> Spill<'a> {
     }
 
     fn locate(&self, p: &PublishedMessage) -> Option<LogLoc> {
-        let len = p.payload.len();
-        if self.threshold == 0 || len <= self.threshold {
-            return None;
-        }
-        self.address(p)
+        stays_in_log(self.threshold, p.payload.len()).then(|| self.address(p)).flatten()
     }
 
     /// Where `p`'s payload bytes are in the body, whatever their length.
@@ -104,6 +106,11 @@ impl<'a> Spill<'a> {
         }
         self.at.loc(off as u64, u32::try_from(len).ok()?)
     }
+}
+
+/// Whether a payload of `len` bytes is left in the log under `threshold` (0: none is).
+pub fn stays_in_log(threshold: usize, len: usize) -> bool {
+    threshold > 0 && len > threshold
 }
 
 /// The payload a message built from `p` keeps: in RAM without a spill source.
@@ -200,6 +207,16 @@ fn unreadable(reason: &str) -> EngineError {
 }
 
 impl Engine {
+    /// The spill threshold for a payload of the queue in `st` (0: it stays in RAM).
+    /// Requirements: SYS-0034
+    pub(super) fn spill_threshold(&self, st: &QueueState) -> usize {
+        if st.spills_payloads() {
+            self.spill_above
+        } else {
+            0
+        }
+    }
+
     /// The text of a payload, read from the log when it is there. Callers that hold the
     /// queue's lock need nothing more: a compaction moves payloads under that lock, and
     /// drops the old files only after.

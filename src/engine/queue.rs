@@ -304,18 +304,21 @@ impl QueueState {
     /// [`QueueState::materialize`] would add to the memory charged. No I/O.
     /// Requirements: SYS-0026, SYS-0034
     pub fn logged_payload_bytes(&self) -> u64 {
-        let logged = |m: &Message| match m.payload {
-            Payload::Logged(loc) => loc.len() as u64,
-            Payload::Inline(_) => 0,
-        };
-        let msgs: u64 = self.msgs.values().map(|m| logged(m)).sum();
-        msgs + self.dead.values().map(|d| logged(&d.msg)).sum::<u64>()
+        let all = self.msgs.values().map(|m| &**m).chain(self.dead.values().map(|d| &d.msg));
+        all.map(|m| (m.payload.len() - m.payload.ram_len()) as u64).sum()
     }
 
     /// Copies of every message (ready and locked, in no order) and every dead letter
     /// (oldest first), for a checkpoint. Payloads are shared, not copied.
     pub fn snapshot(&self) -> (Vec<Message>, Vec<DeadLetter>) {
         (self.msgs.values().map(|m| (**m).clone()).collect(), self.dead.values().cloned().collect())
+    }
+
+    /// Whether this queue's payloads may stay in the log: not while it refuses duplicates,
+    /// as the duplicate set compares the bytes.
+    /// Requirements: SYS-0034
+    pub fn spills_payloads(&self) -> bool {
+        self.config.allow_duplicates
     }
 
     /// Leaves the ready index unbuilt until `finish_replay`: for a queue rebuilt from the
@@ -355,7 +358,7 @@ impl QueueState {
     /// only when duplicates are allowed, as the duplicate set needs the bytes.
     /// Requirements: PER-0013, SYS-0034
     pub fn apply_from(&mut self, rec: &Record, spill: Option<&Spill<'_>>) -> Effect {
-        let spill = spill.filter(|_| self.config.allow_duplicates);
+        let spill = spill.filter(|_| self.spills_payloads());
         let mut fx = Effect::default();
         match rec {
             Record::Published { msg, .. } => {
@@ -420,9 +423,7 @@ impl QueueState {
                 for snap in msgs {
                     let m = Box::new(restored_message(snap, spill));
                     // Locked copies count as duplicates too, as they do after a publish.
-                    if let (Some(d), Some(p)) = (self.dups.as_mut(), m.payload.as_inline()) {
-                        *d.entry(p.clone()).or_default() += 1;
-                    }
+                    self.count_payload(&m.payload);
                     fx.became_ready += u64::from(m.lock.is_none());
                     self.charge(&m);
                     self.insert(m);
@@ -527,9 +528,7 @@ impl QueueState {
 
     /// Requirements: SCH-0010
     fn insert_ready(&mut self, m: Box<Message>) {
-        if let (Some(d), Some(p)) = (self.dups.as_mut(), m.payload.as_inline()) {
-            *d.entry(p.clone()).or_default() += 1;
-        }
+        self.count_payload(&m.payload);
         self.insert(m);
     }
 
@@ -561,6 +560,13 @@ impl QueueState {
             }
         }
         Some(m)
+    }
+
+    /// Counts one more copy of `payload` in the duplicate set, if the queue keeps one.
+    fn count_payload(&mut self, payload: &Payload) {
+        if let (Some(d), Some(p)) = (self.dups.as_mut(), payload.as_inline()) {
+            *d.entry(p.clone()).or_default() += 1;
+        }
     }
 
     /// Requirements: DLV-0020

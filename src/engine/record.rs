@@ -165,6 +165,15 @@ fn config() -> impl bincode::config::Config {
 }
 
 impl Record {
+    /// One record for several changes that take effect together: the change itself when
+    /// there is one, else a `Group` of them.
+    pub fn one_or_group(mut recs: Vec<Record>) -> Record {
+        match recs.len() {
+            1 => recs.pop().expect("one record"),
+            _ => Record::Group(recs),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         // Encoding into a Vec cannot fail: every field type is encodable and there is no
         // size limit on the write side.

@@ -103,7 +103,9 @@ impl<'a> Txn<'a> {
                 // Payloads above the threshold keep the address of their bytes in this
                 // record instead of a copy.
                 let at = BodyAt::Record(ticket.seq());
-                let spill = Spill::new(self.engine.spill_above, at, &rec, &body);
+                // A queue that keeps its payloads in RAM needs no offsets worked out.
+                let threshold = self.engine.spill_threshold(&self.state);
+                let spill = Spill::new(threshold, at, &rec, &body);
                 self.ticket = Some(ticket);
                 self.state.apply_from(&rec, Some(&spill))
             }
@@ -140,8 +142,7 @@ impl<'a> Txn<'a> {
                 recs.push(Record::Expired { qid, id });
             }
         }
-        let rec = if recs.len() == 1 { recs.pop().unwrap() } else { Record::Group(recs) };
-        self.emit(rec)?;
+        self.emit(Record::one_or_group(recs))?;
         self.engine.count_expiry(expired, dead);
         Ok(())
     }
