@@ -238,8 +238,11 @@ async fn varied_state(fs: &SimFs, clock: &Arc<ManualClock>) {
     e.compact().unwrap();
     for i in 0..40u64 {
         let p = format!("{}", (b'a' + (i % 5) as u8) as char);
-        let m =
-            NewMessage { priority: Priority::Text(p), payload: format!("t{i}"), max_retries: 2 };
+        let m = NewMessage {
+            priority: Priority::Text(p.into()),
+            payload: format!("t{i}"),
+            max_retries: 2,
+        };
         e.publish("text", m).await.unwrap();
         e.publish("fifo", msg(i % 3, format!("f{i}"))).await.unwrap();
         e.publish("max", msg(i % 4, format!("m{i}"))).await.unwrap();

@@ -48,7 +48,7 @@ async fn the_gauge_follows_every_change_and_survives_restarts_and_checkpoints() 
         let payload = "p".repeat(10 + i * 7);
         live += message_cost(payload.len(), &Priority::Num(1));
         e.publish("n", msg(Priority::Num(1), payload, 0)).await.unwrap();
-        let prio = Priority::Text(format!("k{i:03}"));
+        let prio = Priority::Text(format!("k{i:03}").into());
         live += message_cost(3 + i, &prio);
         e.publish("t", msg(prio, "x".repeat(3 + i), 3)).await.unwrap();
     }

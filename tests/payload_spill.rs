@@ -340,20 +340,22 @@ fn the_log_reads_bytes_inside_a_record_body_once_it_is_written() {
         lsns.push(wal.append(body.as_bytes()).unwrap().seq());
     }
     for (i, lsn) in lsns.iter().enumerate() {
-        let got = wal.read(LogLoc::in_record(*lsn, 7, 5)).unwrap();
+        let got = wal.read(LogLoc::in_record(*lsn, 7, 5).unwrap()).unwrap();
         assert_eq!(got, format!("{i:05}").into_bytes());
     }
-    let never = wal.read(LogLoc::in_record(lsns[199] + 1, 0, 1));
+    let never = wal.read(LogLoc::in_record(lsns[199] + 1, 0, 1).unwrap());
     assert!(matches!(never, Err(WalError::Unreadable(_))), "{never:?}");
-    let past_end = wal.read(LogLoc::in_record(lsns[0], 0, 1 << 20));
+    let past_end = wal.read(LogLoc::in_record(lsns[0], 0, 1 << 20).unwrap());
     assert!(past_end.is_err());
     // The next record's frame follows in the file, but an address names one body only.
-    let into_next = wal.read(LogLoc::in_record(lsns[0], 7, 30));
+    let into_next = wal.read(LogLoc::in_record(lsns[0], 7, 30).unwrap());
     assert!(matches!(into_next, Err(WalError::Unreadable(_))), "{into_next:?}");
-    let overflow = wal.read(LogLoc::in_record(lsns[0], u64::MAX, 2));
-    assert!(matches!(overflow, Err(WalError::Unreadable(_))), "{overflow:?}");
-    assert_eq!(wal.read(LogLoc::in_record(lsns[0], 0, 17)).unwrap(), b"record 00000 body");
-    let no_checkpoint = wal.read(LogLoc::in_checkpoint(1, 40, 3));
+    let far = wal.read(LogLoc::in_record(lsns[0], (1 << 40) - 1, 2).unwrap());
+    assert!(matches!(far, Err(WalError::Unreadable(_))), "{far:?}");
+    assert!(LogLoc::in_record(lsns[0], u64::MAX, 2).is_none());
+    let whole = wal.read(LogLoc::in_record(lsns[0], 0, 17).unwrap()).unwrap();
+    assert_eq!(whole, b"record 00000 body");
+    let no_checkpoint = wal.read(LogLoc::in_checkpoint(1, 40, 3).unwrap());
     assert!(matches!(no_checkpoint, Err(WalError::Unreadable(_))));
     wal.close().unwrap();
 }

@@ -247,7 +247,8 @@ async fn run(
         match rng.next() % 10 {
             0..=4 => {
                 let p = rng.next() % 7;
-                let prio = if text { Priority::Text(format!("t{p}")) } else { Priority::Num(p) };
+                let prio =
+                    if text { Priority::Text(format!("t{p}").into()) } else { Priority::Num(p) };
                 let payload = format!("m{}", rng.next() % 60);
                 let m = NewMessage { priority: prio, payload, max_retries: 2 };
                 let ra = a.publish("q", m.clone()).await;

@@ -615,7 +615,7 @@ impl Harness {
             .get(queue)
             .is_some_and(|q| q.config.priority_kind == PriorityKind::Text);
         if text {
-            Priority::Text(format!("t{}", p % 4))
+            Priority::Text(format!("t{}", p % 4).into())
         } else {
             Priority::Num(u64::from(p % 4))
         }

@@ -15,6 +15,7 @@ mod payload;
 mod queue;
 mod rates;
 pub mod record;
+mod table;
 mod txn;
 pub mod types;
 

@@ -10,6 +10,7 @@ use super::index::ReadyKey;
 use super::limits::{message_cost, MemoryGauge};
 use super::payload::{inline_payload, Payload, Spill};
 use super::record::{MsgId, PublishedMessage, Record, SnapshotDeadLetter, SnapshotMessage};
+use super::table::MessageTable;
 use super::types::{Ordering, Priority, QueueConfig};
 use crate::wal::LogLoc;
 
@@ -71,13 +72,14 @@ pub struct QueueState {
     pub qid: u64,
     pub name: String,
     pub config: QueueConfig,
-    // Limitation: about 250 bytes of RSS per queued message at a million whose payload is
-    // left in the log (more when payloads are held in RAM): this map's entry (24 bytes, in
-    // a table at most 7/8 full), the boxed message (112 bytes as allocated) and the ready
-    // index's skip-list node (its own allocation, with a reference count and a tower).
-    // Boxed, so that the half-empty table a doubling leaves costs 24 bytes a bucket, not
-    // 170. Replay rebuilds all three per message, which is most of the restart time.
-    msgs: HashMap<MsgId, Box<Message>>,
+    // Limitation: about 210 bytes of RSS per queued message at a million whose payload is
+    // left in the log (more when payloads are held in RAM): this table's bucket (16 bytes,
+    // in a table at most 7/8 full: 34 a message at a million), the boxed message (96 bytes
+    // as allocated) and the ready index's skip-list node (its own allocation, with a
+    // reference count and a tower; 64 to 96 bytes). Boxed, so that the half-empty table a
+    // doubling leaves costs 16 bytes a bucket, not 100. Replay rebuilds all three per
+    // message, which is most of the restart time.
+    msgs: MessageTable,
     /// Ready (unlocked) messages by delivery order.
     ready: SkipMap<ReadyKey, MsgId>,
     /// While replay runs, `ready` is left empty and built once at the end
@@ -108,7 +110,7 @@ impl QueueState {
             qid,
             name,
             config,
-            msgs: HashMap::new(),
+            msgs: MessageTable::default(),
             ready: SkipMap::new(),
             ready_deferred: false,
             locks: SkipMap::new(),
@@ -166,7 +168,7 @@ impl QueueState {
     }
 
     pub fn get(&self, id: &MsgId) -> Option<&Message> {
-        self.msgs.get(id).map(|m| &**m)
+        self.msgs.get(id)
     }
 
     /// True when a publish of `payload` would duplicate a message in the queue.
@@ -277,12 +279,7 @@ impl QueueState {
     ) -> Result<(), String> {
         let mut changed = 0u64;
         let mut result = Ok(());
-        for m in self
-            .msgs
-            .values_mut()
-            .map(|m| &mut **m)
-            .chain(self.dead.values_mut().map(|d| &mut d.msg))
-        {
+        for m in self.msgs.values_mut().chain(self.dead.values_mut().map(|d| &mut d.msg)) {
             let Payload::Logged(loc) = m.payload else { continue };
             match read(loc) {
                 Ok(text) => {
@@ -304,14 +301,14 @@ impl QueueState {
     /// [`QueueState::materialize`] would add to the memory charged. No I/O.
     /// Requirements: SYS-0026, SYS-0034
     pub fn logged_payload_bytes(&self) -> u64 {
-        let all = self.msgs.values().map(|m| &**m).chain(self.dead.values().map(|d| &d.msg));
+        let all = self.msgs.values().chain(self.dead.values().map(|d| &d.msg));
         all.map(|m| (m.payload.len() - m.payload.ram_len()) as u64).sum()
     }
 
     /// Copies of every message (ready and locked, in no order) and every dead letter
     /// (oldest first), for a checkpoint. Payloads are shared, not copied.
     pub fn snapshot(&self) -> (Vec<Message>, Vec<DeadLetter>) {
-        (self.msgs.values().map(|m| (**m).clone()).collect(), self.dead.values().cloned().collect())
+        (self.msgs.values().cloned().collect(), self.dead.values().cloned().collect())
     }
 
     /// Whether this queue's payloads may stay in the log: not while it refuses duplicates,
@@ -500,7 +497,7 @@ impl QueueState {
         }
         let mut doomed = Vec::new();
         for e in self.ready.iter() {
-            let m = &self.msgs[e.value()];
+            let Some(m) = self.msgs.get(e.value()) else { continue };
             let Some(p) = m.payload.as_inline() else { continue };
             match dups.get_mut(p) {
                 Some(_) => doomed.push(m.id),
@@ -543,7 +540,7 @@ impl QueueState {
                 self.ready.insert(m.key(self.config.ordering), m.id);
             }
         }
-        self.msgs.insert(m.id, m);
+        self.msgs.insert(m);
     }
 
     /// Removes a message from the map and whichever index holds it. The duplicate set is
@@ -677,7 +674,7 @@ mod tests {
     fn history(qid: u64, text: bool) -> Vec<Record> {
         let prio = |n: u64| {
             if text {
-                Priority::Text(format!("p{}", (n * 7919) % 13))
+                Priority::Text(format!("p{}", (n * 7919) % 13).into())
             } else {
                 Priority::Num((n * 7919) % 13)
             }

@@ -45,11 +45,11 @@ impl Visitor<'_> for PriorityVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Priority, E> {
-        Ok(Priority::Text(v.to_owned()))
+        Ok(Priority::Text(v.into()))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Priority, E> {
-        Ok(Priority::Text(v))
+        Ok(Priority::Text(v.into_boxed_str()))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Priority, E> {

@@ -23,34 +23,49 @@ use super::{frame, WalError};
 /// below 2^62 (recovery refuses larger ones).
 const CHECKPOINT_BIT: u64 = 1 << 63;
 
+/// Bits of [`LogLoc`]'s `span` that hold the length; the offset has the other 40.
+const LEN_BITS: u32 = 24;
+
 /// Where some bytes of the log live: inside the body of a log record, or in a checkpoint
-/// file. 24 bytes.
+/// file. 16 bytes: an offset below 2^40 (1 TiB) and a length below 2^24 (16 MiB) share one
+/// word, which keeps a queued message whose payload is in the log within 88 bytes.
+// Limitation: bytes past 1 TiB into a checkpoint, or runs of 16 MiB or more, have no
+// address: such a payload stays in RAM (and compaction of such a checkpoint fails).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LogLoc {
     /// The record's LSN, or `CHECKPOINT_BIT` | the checkpoint's id.
     key: u64,
-    /// Offset inside the record's body, or inside the checkpoint file.
-    off: u64,
-    len: u32,
+    /// Offset (inside the record's body, or inside the checkpoint file) << `LEN_BITS` | len.
+    span: u64,
 }
 
 impl LogLoc {
-    /// `len` bytes at `off` inside the body of the log record `lsn`.
-    pub fn in_record(lsn: u64, off: u64, len: u32) -> LogLoc {
-        LogLoc { key: lsn, off, len }
+    fn new(key: u64, off: u64, len: u32) -> Option<LogLoc> {
+        let fits = off < 1 << (64 - LEN_BITS) && u64::from(len) < 1 << LEN_BITS;
+        fits.then_some(LogLoc { key, span: off << LEN_BITS | u64::from(len) })
     }
 
-    /// `len` bytes at file offset `off` of checkpoint `id`.
-    pub fn in_checkpoint(id: u64, off: u64, len: u32) -> LogLoc {
-        LogLoc { key: CHECKPOINT_BIT | id, off, len }
+    /// `len` bytes at `off` inside the body of the log record `lsn`; `None` past the
+    /// limits above.
+    pub fn in_record(lsn: u64, off: u64, len: u32) -> Option<LogLoc> {
+        LogLoc::new(lsn, off, len)
+    }
+
+    /// `len` bytes at file offset `off` of checkpoint `id`; `None` past the limits above.
+    pub fn in_checkpoint(id: u64, off: u64, len: u32) -> Option<LogLoc> {
+        LogLoc::new(CHECKPOINT_BIT | id, off, len)
     }
 
     pub fn len(&self) -> usize {
-        self.len as usize
+        (self.span & ((1 << LEN_BITS) - 1)) as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    fn off(&self) -> u64 {
+        self.span >> LEN_BITS
     }
 
     /// The LSN of the record holding the bytes; `None` for a checkpoint.
@@ -83,8 +98,10 @@ impl BodyAt {
     /// The address of `len` bytes at `off` inside this body, when it has one.
     pub fn loc(&self, off: u64, len: u32) -> Option<LogLoc> {
         match *self {
-            BodyAt::Record(lsn) => Some(LogLoc::in_record(lsn, off, len)),
-            BodyAt::Checkpoint { id, offset } => Some(LogLoc::in_checkpoint(id, offset + off, len)),
+            BodyAt::Record(lsn) => LogLoc::in_record(lsn, off, len),
+            BodyAt::Checkpoint { id, offset } => {
+                LogLoc::in_checkpoint(id, offset.checked_add(off)?, len)
+            }
             BodyAt::Unaddressable(_) => None,
         }
     }
@@ -194,20 +211,19 @@ impl Locator {
                 let at = u64::from(body);
                 let prefix = file.read_at(at.saturating_sub(frame::FRAME_HEADER_LEN as u64), 4)?;
                 let body_len = u32::from_le_bytes(prefix[..4].try_into().expect("4 bytes"));
-                let end = loc.off.checked_add(u64::from(loc.len));
-                if end.is_none_or(|end| end > u64::from(body_len)) {
-                    let (off, len) = (loc.off, loc.len);
+                let (off, len) = (loc.off(), loc.len() as u64);
+                if off + len > u64::from(body_len) {
                     return Err(gone(format!(
                         "{len} bytes at {off} are outside the {body_len}-byte body of {lsn}"
                     )));
                 }
-                (file, at + loc.off)
+                (file, at + off)
             }
             None => {
                 let id = loc.key & !CHECKPOINT_BIT;
                 let file = self.checkpoints.read().get(&id).cloned();
                 let file = file.ok_or_else(|| gone(format!("checkpoint {id} is not live")))?;
-                (file, loc.off)
+                (file, loc.off())
             }
         };
         Ok(file.read_at(off, loc.len())?)
@@ -221,16 +237,29 @@ mod tests {
     // Verifies: SYS-0034
     #[test]
     fn an_address_is_small() {
-        assert!(std::mem::size_of::<LogLoc>() <= 24);
+        assert_eq!(std::mem::size_of::<LogLoc>(), 16);
+    }
+
+    // Verifies: SYS-0034
+    #[test]
+    fn an_address_keeps_its_offset_and_length_up_to_the_limits() {
+        let top = (1u64 << 40) - 1;
+        let loc = LogLoc::in_checkpoint(3, top, (1 << 24) - 1).unwrap();
+        assert_eq!((loc.off(), loc.len(), loc.lsn()), (top, (1 << 24) - 1, None));
+        let loc = LogLoc::in_record(9, 0, 0).unwrap();
+        assert_eq!((loc.off(), loc.len(), loc.lsn()), (0, 0, Some(9)));
+        assert_eq!(LogLoc::in_checkpoint(3, top + 1, 1), None);
+        assert_eq!(LogLoc::in_record(9, 0, 1 << 24), None);
+        assert_eq!(BodyAt::Checkpoint { id: 1, offset: u64::MAX }.loc(1, 1), None);
     }
 
     // Verifies: SYS-0034
     #[test]
     fn record_and_checkpoint_addresses_are_told_apart() {
-        assert_eq!(LogLoc::in_record(7, 3, 2).lsn(), Some(7));
-        assert_eq!(LogLoc::in_checkpoint(7, 3, 2).lsn(), None);
+        assert_eq!(LogLoc::in_record(7, 3, 2).unwrap().lsn(), Some(7));
+        assert_eq!(LogLoc::in_checkpoint(7, 3, 2).unwrap().lsn(), None);
         let at = BodyAt::Checkpoint { id: 4, offset: 100 };
-        assert_eq!(at.loc(5, 1), Some(LogLoc::in_checkpoint(4, 105, 1)));
+        assert_eq!(at.loc(5, 1), LogLoc::in_checkpoint(4, 105, 1));
         assert_eq!(BodyAt::Unaddressable(9).loc(0, 1), None);
     }
 

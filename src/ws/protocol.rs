@@ -160,7 +160,7 @@ impl Fields<'_> {
     fn priority(&self) -> Result<Priority, WsError> {
         match self.get("priority") {
             None => Ok(Priority::Num(0)),
-            Some(Value::String(s)) => Ok(Priority::Text(s.clone())),
+            Some(Value::String(s)) => Ok(Priority::Text(s.as_str().into())),
             Some(v) => v.as_u64().map(Priority::Num).ok_or_else(|| {
                 WsError::new(
                     "invalid_priority",
