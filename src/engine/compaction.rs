@@ -243,7 +243,7 @@ impl Engine {
 
         // Step B.
         let (mut messages, mut dead_letters, mut written_queues) = (0, 0, 0);
-        // Limitation: one entry (about 64 bytes) per payload moved into the checkpoint is
+        // Limitation: one entry (48 bytes) per payload moved into the checkpoint is
         // held until the commit, on top of each queue's copy while it is encoded.
         let mut moves = Vec::new();
         for (qid, name, q) in queues {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use super::types::{Ordering, Priority};
 
 /// Set in a text key's `seq` when the queue is MaxFirst (bytes compare in reverse). Publish
-/// sequences never reach it (they count messages from 1); one from a damaged log that did
-/// loses its top bit, as a clash of sequences could happen there anyway.
+/// sequences never reach it: they count messages from 1. (Only a crafted log could hold
+/// one that does; it loses its top bit, and may then clash with another sequence, as a
+/// crafted log's repeated sequences could anyway.)
 const DESC_BIT: u64 = 1 << 63;
 
 /// Key of the ready index: the smallest key is the next message to deliver. A message keeps
@@ -39,6 +40,7 @@ impl ReadyKey {
         }
     }
 
+    #[cfg(test)]
     pub fn seq(&self) -> u64 {
         match self {
             ReadyKey::Num { seq, .. } => *seq,

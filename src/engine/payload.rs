@@ -2,7 +2,7 @@
 //!
 //! A payload longer than the spill threshold stays where the log already holds it: the
 //! body of its Published record (addressed by LSN and offset), or after a compaction the
-//! checkpoint. The message keeps a 24-byte address instead of the bytes, so what a queued
+//! checkpoint. The message keeps a 16-byte address instead of the bytes, so what a queued
 //! message costs in RAM does not depend on its payload's size. The offset comes from the
 //! bincode layout of the record and is checked against the encoded bytes before it is
 //! trusted; a mismatch keeps the payload in RAM.
@@ -94,7 +94,8 @@ impl<'a> Spill<'a> {
         stays_in_log(self.threshold, p.payload.len()).then(|| self.address(p)).flatten()
     }
 
-    /// Where `p`'s payload bytes are in the body, whatever their length.
+    /// Where `p`'s payload bytes are in the body, whatever their length up to
+    /// [`LogLoc::MAX_LEN`].
     pub fn address(&self, p: &PublishedMessage) -> Option<LogLoc> {
         let len = p.payload.len();
         let start = self.cursor.get();
@@ -108,9 +109,10 @@ impl<'a> Spill<'a> {
     }
 }
 
-/// Whether a payload of `len` bytes is left in the log under `threshold` (0: none is).
+/// Whether a payload of `len` bytes is left in the log under `threshold` (0: none is): one
+/// too long for an address stays in RAM.
 pub fn stays_in_log(threshold: usize, len: usize) -> bool {
-    threshold > 0 && len > threshold
+    threshold > 0 && len > threshold && len <= LogLoc::MAX_LEN
 }
 
 /// The payload a message built from `p` keeps: in RAM without a spill source.

@@ -73,11 +73,11 @@ pub struct QueueState {
     pub name: String,
     pub config: QueueConfig,
     // Limitation: about 210 bytes of RSS per queued message at a million whose payload is
-    // left in the log (more when payloads are held in RAM): this table's bucket (16 bytes,
-    // in a table at most 7/8 full: 34 a message at a million), the boxed message (96 bytes
+    // left in the log (more when payloads are held in RAM): this table's bucket (17 bytes,
+    // in a table at most 7/8 full: 36 a message at a million), the boxed message (96 bytes
     // as allocated) and the ready index's skip-list node (its own allocation, with a
     // reference count and a tower; 64 to 96 bytes). Boxed, so that the half-empty table a
-    // doubling leaves costs 16 bytes a bucket, not 100. Replay rebuilds all three per
+    // doubling leaves costs 17 bytes a bucket, not about 100. Replay rebuilds all three per
     // message, which is most of the restart time.
     msgs: MessageTable,
     /// Ready (unlocked) messages by delivery order.
@@ -497,7 +497,10 @@ impl QueueState {
         }
         let mut doomed = Vec::new();
         for e in self.ready.iter() {
-            let Some(m) = self.msgs.get(e.value()) else { continue };
+            let Some(m) = self.msgs.get(e.value()) else {
+                debug_assert!(false, "a ready entry without its message");
+                continue;
+            };
             let Some(p) = m.payload.as_inline() else { continue };
             match dups.get_mut(p) {
                 Some(_) => doomed.push(m.id),

@@ -306,6 +306,16 @@ mod tests {
         }
     }
 
+    // Verifies: PER-0004, PER-0006
+    /// A text priority is encoded as a string (variant 1, length, bytes), whatever type
+    /// holds it in memory.
+    #[test]
+    fn golden_bytes_of_a_text_priority() {
+        let msg = PublishedMessage { priority: Priority::Text("hi".into()), ..small_msg() };
+        let got = hex(&Record::Published { qid: 1, msg }.encode());
+        assert_eq!(got, format!("0501{AB16}050102686901700301"));
+    }
+
     // Verifies: PER-0004
     #[test]
     fn every_kind_round_trips() {

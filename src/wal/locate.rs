@@ -23,37 +23,52 @@ use super::{frame, WalError};
 /// below 2^62 (recovery refuses larger ones).
 const CHECKPOINT_BIT: u64 = 1 << 63;
 
-/// Bits of [`LogLoc`]'s `span` that hold the length; the offset has the other 40.
+/// Bits of [`LogLoc`]'s `span` that hold the length, below the offset's low 40 bits.
 const LEN_BITS: u32 = 24;
+const OFF_BITS: u32 = 64 - LEN_BITS;
+/// A checkpoint's key holds its id in the low 32 bits and, above them, the bits of the
+/// offset that `span` has no room for.
+const ID_BITS: u32 = 32;
 
 /// Where some bytes of the log live: inside the body of a log record, or in a checkpoint
-/// file. 16 bytes: an offset below 2^40 (1 TiB) and a length below 2^24 (16 MiB) share one
-/// word, which keeps a queued message whose payload is in the log within 88 bytes.
-// Limitation: bytes past 1 TiB into a checkpoint, or runs of 16 MiB or more, have no
-// address: such a payload stays in RAM (and compaction of such a checkpoint fails).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// file. 16 bytes, which keeps a queued message whose payload is in the log within 88: the
+/// length (below 16 MiB) shares a word with the offset (below 2^40, ample inside one record
+/// body; a checkpoint offset puts its higher bits beside the checkpoint id).
+// Limitation: a payload of 16 MiB or more (only with `QRUSTY_MAX_RECORD_BYTES` raised) has
+// no address, so it stays in RAM; as does any in a checkpoint whose id reaches 2^32.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LogLoc {
-    /// The record's LSN, or `CHECKPOINT_BIT` | the checkpoint's id.
+    /// The record's LSN; or `CHECKPOINT_BIT` | the offset's high bits << `ID_BITS` | the
+    /// checkpoint's id.
     key: u64,
-    /// Offset (inside the record's body, or inside the checkpoint file) << `LEN_BITS` | len.
+    /// The offset's low `OFF_BITS` bits << `LEN_BITS` | the length.
     span: u64,
 }
 
 impl LogLoc {
-    fn new(key: u64, off: u64, len: u32) -> Option<LogLoc> {
-        let fits = off < 1 << (64 - LEN_BITS) && u64::from(len) < 1 << LEN_BITS;
-        fits.then_some(LogLoc { key, span: off << LEN_BITS | u64::from(len) })
+    /// Bytes an address can cover: a longer run has none.
+    pub const MAX_LEN: usize = (1 << LEN_BITS) - 1;
+
+    fn span(off: u64, len: u32) -> Option<u64> {
+        let low = off & ((1 << OFF_BITS) - 1);
+        (len as usize <= LogLoc::MAX_LEN).then_some(low << LEN_BITS | u64::from(len))
     }
 
-    /// `len` bytes at `off` inside the body of the log record `lsn`; `None` past the
-    /// limits above.
+    /// `len` bytes at `off` inside the body of the log record `lsn`; `None` when `len` is
+    /// above [`LogLoc::MAX_LEN`] or `off` reaches 2^40 (a record body is under 1 GiB).
     pub fn in_record(lsn: u64, off: u64, len: u32) -> Option<LogLoc> {
-        LogLoc::new(lsn, off, len)
+        let span = LogLoc::span(off, len).filter(|_| off >> OFF_BITS == 0)?;
+        Some(LogLoc { key: lsn, span })
     }
 
-    /// `len` bytes at file offset `off` of checkpoint `id`; `None` past the limits above.
+    /// `len` bytes at file offset `off` of checkpoint `id`; `None` when `len` is above
+    /// [`LogLoc::MAX_LEN`] or `id` reaches 2^32.
     pub fn in_checkpoint(id: u64, off: u64, len: u32) -> Option<LogLoc> {
-        LogLoc::new(CHECKPOINT_BIT | id, off, len)
+        let high = off >> OFF_BITS;
+        // 64 - 40 = 24 high bits fit in the 31 between the id and the flag.
+        let key = CHECKPOINT_BIT | high << ID_BITS | id;
+        let span = LogLoc::span(off, len).filter(|_| id >> ID_BITS == 0)?;
+        Some(LogLoc { key, span })
     }
 
     pub fn len(&self) -> usize {
@@ -65,12 +80,32 @@ impl LogLoc {
     }
 
     fn off(&self) -> u64 {
-        self.span >> LEN_BITS
+        let low = self.span >> LEN_BITS;
+        match self.lsn() {
+            Some(_) => low,
+            None => ((self.key & !CHECKPOINT_BIT) >> ID_BITS) << OFF_BITS | low,
+        }
+    }
+
+    /// The checkpoint holding the bytes; `None` for a log record.
+    fn checkpoint(&self) -> Option<u64> {
+        self.lsn().is_none().then_some(self.key & ((1 << ID_BITS) - 1))
     }
 
     /// The LSN of the record holding the bytes; `None` for a checkpoint.
     pub fn lsn(&self) -> Option<u64> {
         (self.key & CHECKPOINT_BIT == 0).then_some(self.key)
+    }
+}
+
+impl std::fmt::Debug for LogLoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("LogLoc");
+        match self.lsn() {
+            Some(lsn) => d.field("lsn", &lsn),
+            None => d.field("checkpoint", &self.checkpoint().unwrap_or_default()),
+        };
+        d.field("off", &self.off()).field("len", &self.len()).finish()
     }
 }
 
@@ -220,7 +255,7 @@ impl Locator {
                 (file, at + off)
             }
             None => {
-                let id = loc.key & !CHECKPOINT_BIT;
+                let id = loc.checkpoint().unwrap_or_default();
                 let file = self.checkpoints.read().get(&id).cloned();
                 let file = file.ok_or_else(|| gone(format!("checkpoint {id} is not live")))?;
                 (file, loc.off())
@@ -243,14 +278,21 @@ mod tests {
     // Verifies: SYS-0034
     #[test]
     fn an_address_keeps_its_offset_and_length_up_to_the_limits() {
-        let top = (1u64 << 40) - 1;
-        let loc = LogLoc::in_checkpoint(3, top, (1 << 24) - 1).unwrap();
-        assert_eq!((loc.off(), loc.len(), loc.lsn()), (top, (1 << 24) - 1, None));
-        let loc = LogLoc::in_record(9, 0, 0).unwrap();
-        assert_eq!((loc.off(), loc.len(), loc.lsn()), (0, 0, Some(9)));
-        assert_eq!(LogLoc::in_checkpoint(3, top + 1, 1), None);
-        assert_eq!(LogLoc::in_record(9, 0, 1 << 24), None);
+        let max = LogLoc::MAX_LEN as u32;
+        let loc = LogLoc::in_record(9, (1 << 40) - 1, max).unwrap();
+        assert_eq!((loc.off(), loc.len(), loc.lsn()), ((1 << 40) - 1, max as usize, Some(9)));
+        assert_eq!(LogLoc::in_record(9, 1 << 40, 1), None);
+        assert_eq!(LogLoc::in_record(9, 0, max + 1), None);
+        // Checkpoints are not bounded by a record body: offsets far past 1 TiB.
+        for off in [0, 5, (1 << 40) - 1, 1 << 40, (1 << 52) + 12_345, u64::MAX] {
+            let loc = LogLoc::in_checkpoint(u64::from(u32::MAX), off, 7).unwrap();
+            assert_eq!((loc.off(), loc.len(), loc.lsn()), (off, 7, None), "{off}");
+            assert_eq!(loc.checkpoint(), Some(u64::from(u32::MAX)));
+        }
+        assert_eq!(LogLoc::in_checkpoint(1 << 32, 0, 1), None);
         assert_eq!(BodyAt::Checkpoint { id: 1, offset: u64::MAX }.loc(1, 1), None);
+        let shown = format!("{:?}", LogLoc::in_record(3, 4, 5).unwrap());
+        assert_eq!(shown, "LogLoc { lsn: 3, off: 4, len: 5 }");
     }
 
     // Verifies: SYS-0034
@@ -259,7 +301,7 @@ mod tests {
         assert_eq!(LogLoc::in_record(7, 3, 2).unwrap().lsn(), Some(7));
         assert_eq!(LogLoc::in_checkpoint(7, 3, 2).unwrap().lsn(), None);
         let at = BodyAt::Checkpoint { id: 4, offset: 100 };
-        assert_eq!(at.loc(5, 1), LogLoc::in_checkpoint(4, 105, 1));
+        assert_eq!(at.loc(5, 1), Some(LogLoc::in_checkpoint(4, 105, 1).unwrap()));
         assert_eq!(BodyAt::Unaddressable(9).loc(0, 1), None);
     }
 
