@@ -287,6 +287,18 @@ mod tests {
     use crate::engine::record::{SnapshotDeadLetter, SnapshotLock, SnapshotMessage};
     use crate::engine::types::Priority;
 
+    // Verifies: SYS-0034
+    /// Only a payload longer than the threshold and short enough for an address stays in
+    /// the log; the memory check charges the others as held in RAM.
+    #[test]
+    fn a_payload_stays_in_the_log_only_between_the_threshold_and_the_address_limit() {
+        assert!(!stays_in_log(0, 1000));
+        assert!(!stays_in_log(64, 64));
+        assert!(stays_in_log(64, 65));
+        assert!(stays_in_log(64, LogLoc::MAX_LEN));
+        assert!(!stays_in_log(64, LogLoc::MAX_LEN + 1));
+    }
+
     fn msg(n: u8, payload: &str, priority: Priority) -> PublishedMessage {
         PublishedMessage {
             id: [n; 16],

@@ -15,7 +15,7 @@ use super::record::MsgId;
 #[derive(Default)]
 pub struct MessageTable {
     table: HashTable<(u64, Box<Message>)>,
-    // Keyed per process, as std's maps are: the ids replayed from a log are not trusted to
+    // Randomly keyed, as std's maps are: the ids replayed from a log are not trusted to
     // be the random ones the server generates.
     hasher: RandomState,
 }

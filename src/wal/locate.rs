@@ -20,7 +20,7 @@ use super::fs::ReadAt;
 use super::{frame, WalError};
 
 /// Set in [`LogLoc`]'s key when it names a checkpoint rather than a log record; LSNs stay
-/// below 2^62 (recovery refuses larger ones).
+/// below it (recovery refuses a log starting above 2^62).
 const CHECKPOINT_BIT: u64 = 1 << 63;
 
 /// Bits of [`LogLoc`]'s `span` that hold the length, below the offset's low 40 bits.
@@ -34,8 +34,9 @@ const ID_BITS: u32 = 32;
 /// file. 16 bytes, which keeps a queued message whose payload is in the log within 88: the
 /// length (below 16 MiB) shares a word with the offset (below 2^40, ample inside one record
 /// body; a checkpoint offset puts its higher bits beside the checkpoint id).
-// Limitation: a payload of 16 MiB or more (only with `QRUSTY_MAX_RECORD_BYTES` raised) has
-// no address, so it stays in RAM; as does any in a checkpoint whose id reaches 2^32.
+// Limitation: a payload of 16 MiB or more (possible only with `QRUSTY_MAX_PAYLOAD_BYTES` and
+// `QRUSTY_MAX_BODY_BYTES` raised past it) has no address, so it stays in RAM. Nor have
+// payloads in a checkpoint whose id (a segment id) reaches 2^32: compaction then fails.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LogLoc {
     /// The record's LSN; or `CHECKPOINT_BIT` | the offset's high bits << `ID_BITS` | the
@@ -55,9 +56,11 @@ impl LogLoc {
     }
 
     /// `len` bytes at `off` inside the body of the log record `lsn`; `None` when `len` is
-    /// above [`LogLoc::MAX_LEN`] or `off` reaches 2^40 (a record body is under 1 GiB).
+    /// above [`LogLoc::MAX_LEN`], `off` reaches 2^40 (a record body is at most 1 GiB) or
+    /// `lsn` has `CHECKPOINT_BIT` set.
     pub fn in_record(lsn: u64, off: u64, len: u32) -> Option<LogLoc> {
-        let span = LogLoc::span(off, len).filter(|_| off >> OFF_BITS == 0)?;
+        let fits = off >> OFF_BITS == 0 && lsn & CHECKPOINT_BIT == 0;
+        let span = LogLoc::span(off, len).filter(|_| fits)?;
         Some(LogLoc { key: lsn, span })
     }
 
@@ -290,9 +293,13 @@ mod tests {
             assert_eq!(loc.checkpoint(), Some(u64::from(u32::MAX)));
         }
         assert_eq!(LogLoc::in_checkpoint(1 << 32, 0, 1), None);
+        assert_eq!(LogLoc::in_checkpoint(1, 0, max + 1), None);
+        assert_eq!(LogLoc::in_record(CHECKPOINT_BIT | 9, 0, 1), None);
         assert_eq!(BodyAt::Checkpoint { id: 1, offset: u64::MAX }.loc(1, 1), None);
         let shown = format!("{:?}", LogLoc::in_record(3, 4, 5).unwrap());
         assert_eq!(shown, "LogLoc { lsn: 3, off: 4, len: 5 }");
+        let shown = format!("{:?}", LogLoc::in_checkpoint(2, 1 << 41, 5).unwrap());
+        assert_eq!(shown, "LogLoc { checkpoint: 2, off: 2199023255552, len: 5 }");
     }
 
     // Verifies: SYS-0034
