@@ -49,6 +49,15 @@ fn big(tag: &str, i: usize) -> String {
     s
 }
 
+/// Publishes `n` payloads of `big(tag, _)` to "q", one request each; returns them in order.
+async fn publish_big(e: &Engine, tag: &str, n: usize, max_retries: u32) -> Vec<String> {
+    let sent: Vec<String> = (0..n).map(|i| big(tag, i)).collect();
+    for p in &sent {
+        e.publish("q", msg(p.clone(), max_retries)).await.unwrap();
+    }
+    sent
+}
+
 fn msg(payload: String, max_retries: u32) -> NewMessage {
     NewMessage { priority: Priority::Num(5), payload, max_retries }
 }
@@ -86,10 +95,7 @@ async fn large_payloads_come_back_byte_exact_across_restarts_compactions_and_red
     let e = open_sim(&fs, &clock);
 
     // Single publishes, then one batch (a Group record holding many payloads).
-    let mut ready: Vec<String> = (0..20).map(|i| big("single", i)).collect();
-    for p in &ready {
-        e.publish("q", msg(p.clone(), 0)).await.unwrap();
-    }
+    let mut ready = publish_big(&e, "single", 20, 0).await;
     let batch: Vec<String> = (0..20).map(|i| big("batch", i)).collect();
     e.publish_batch("q", batch.iter().map(|p| msg(p.clone(), 0)).collect()).await.unwrap();
     ready.extend(batch);
@@ -420,10 +426,7 @@ async fn a_compaction_with_nothing_new_leaves_the_live_checkpoint_and_its_bytes_
     let fs = SimFs::new(21);
     let clock = Arc::new(ManualClock::new(T0));
     let e = open_sim(&fs, &clock);
-    let sent: Vec<String> = (0..40).map(|i| big("same-id", i)).collect();
-    for p in &sent {
-        e.publish("q", msg(p.clone(), 3)).await.unwrap();
-    }
+    let sent = publish_big(&e, "same-id", 40, 3).await;
     e.compact().unwrap();
     drop(e);
     // After the restart every message points into the checkpoint; the active segment is
@@ -457,9 +460,7 @@ async fn turning_duplicates_off_is_refused_when_the_payloads_would_pass_the_memo
     opts.fs = Some(Arc::new(fs.clone()));
     opts.max_memory_bytes = 64 << 10;
     let e = Engine::open(opts).unwrap();
-    for i in 0..20 {
-        e.publish("q", msg(big("limit", i), 3)).await.unwrap();
-    }
+    publish_big(&e, "limit", 20, 3).await;
     let held = e.memory_held();
     assert!(held <= e.memory_limit());
     let changed = e.update_queue("q", None, Some(false)).await;
@@ -491,10 +492,7 @@ async fn sealed_segments_and_checkpoints_hold_no_file_descriptor() {
         Engine::open(EngineOptions::new(StorageConfig::Wal(wal))).unwrap()
     };
     let e = open();
-    let sent: Vec<String> = (0..120).map(|i| big("fd", i)).collect();
-    for p in &sent {
-        e.publish("q", msg(p.clone(), 3)).await.unwrap();
-    }
+    let sent = publish_big(&e, "fd", 120, 3).await;
     let segments = e.wal_stats().map_or(0, |s| s.segments);
     assert!(segments > 10, "{segments} segments");
     assert!(contents(&e, "q").0 == sent);
@@ -520,10 +518,7 @@ async fn a_segment_that_cannot_be_opened_for_reads_does_not_fail_the_log() {
     let e = open_sim(&fs, &clock);
     // The next open for reads is the first roll's.
     fs.inject(Fault::OpenRead, 1);
-    let sent: Vec<String> = (0..20).map(|i| big("open", i)).collect();
-    for p in &sent {
-        e.publish("q", msg(p.clone(), 3)).await.unwrap();
-    }
+    let sent = publish_big(&e, "open", 20, 3).await;
     assert!(e.wal_stats().is_some_and(|s| !s.read_only && s.segments > 2));
     let got = e.consume("q", "w", 30, 20, Duration::ZERO).await;
     assert!(matches!(got, Err(EngineError::StorageUnavailable(_))), "{got:?}");

@@ -4,6 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proptest::prelude::Rng;
+use proptest::test_runner::{RngAlgorithm, TestRng};
 use qrusty::clock::ManualClock;
 use qrusty::engine::*;
 use qrusty::wal::{FsyncPolicy, RecoveryMode, WalOptions};
@@ -210,14 +212,6 @@ fn open_memory(clock: &Arc<ManualClock>) -> Arc<Engine> {
 // order of an engine that never restarted: the ready index rebuilt after replay (PER-0031)
 // against one kept record by record, over random histories of every operation.
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
-
 async fn run(
     ordering: Ordering,
     text: bool,
@@ -234,7 +228,9 @@ async fn run(
     let cfg = QueueConfig { ordering, allow_duplicates: true, priority_kind: kind };
     a.create_queue("q", cfg.clone()).await.unwrap();
     b.create_queue("q", cfg).await.unwrap();
-    let mut rng = Rng(seed);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
     let mut held: Vec<(String, String)> = vec![]; // (id in a, id in b)
     for step in 0..300 {
         if Some(step) == compact_at {
@@ -244,20 +240,20 @@ async fn run(
             a.update_queue("q", None, Some(false)).await.unwrap();
             b.update_queue("q", None, Some(false)).await.unwrap();
         }
-        match rng.next() % 10 {
+        match rng.next_u64() % 10 {
             0..=4 => {
-                let p = rng.next() % 7;
+                let p = rng.next_u64() % 7;
                 let prio =
                     if text { Priority::Text(format!("t{p}").into()) } else { Priority::Num(p) };
-                let payload = format!("m{}", rng.next() % 60);
+                let payload = format!("m{}", rng.next_u64() % 60);
                 let m = NewMessage { priority: prio, payload, max_retries: 2 };
                 let ra = a.publish("q", m.clone()).await;
                 let rb = b.publish("q", m).await;
                 assert_eq!(ra.is_ok(), rb.is_ok());
             }
             5 | 6 => {
-                let n = 1 + rng.next() as usize % 3;
-                let timeout = 1 + rng.next() % 3;
+                let n = 1 + rng.next_u64() as usize % 3;
+                let timeout = 1 + rng.next_u64() % 3;
                 let da = a.consume("q", "c", timeout, n, Duration::ZERO).await.unwrap();
                 let db = b.consume("q", "c", timeout, n, Duration::ZERO).await.unwrap();
                 let pa: Vec<_> = da.iter().map(|d| d.payload.clone()).collect();
@@ -268,20 +264,20 @@ async fn run(
                 }
             }
             7 if !held.is_empty() => {
-                let (x, y) = held.remove(rng.next() as usize % held.len());
+                let (x, y) = held.remove(rng.next_u64() as usize % held.len());
                 let _ = a.ack("q", &x, &holder("c")).await;
                 let _ = b.ack("q", &y, &holder("c")).await;
             }
             8 if !held.is_empty() => {
-                let (x, y) = held.remove(rng.next() as usize % held.len());
+                let (x, y) = held.remove(rng.next_u64() as usize % held.len());
                 let _ = a.nack("q", &x, &holder("c")).await;
                 let _ = b.nack("q", &y, &holder("c")).await;
             }
             9 => {
-                let ms = rng.next() % 2500;
+                let ms = rng.next_u64() % 2500;
                 ca.advance_ms(ms);
                 cb.advance_ms(ms);
-                if rng.next() % 4 == 0 {
+                if rng.next_u64() % 4 == 0 {
                     let x = a.dlq_redrive("q", None).await.unwrap();
                     let y = b.dlq_redrive("q", None).await.unwrap();
                     assert_eq!(x, y);

@@ -140,15 +140,22 @@ impl Limits {
             let in_ram = |len| if stays_in_log(spill_above, len) { 0 } else { len };
             let cost: u64 =
                 msgs.iter().map(|m| message_cost(in_ram(m.payload.len()), &m.priority)).sum();
-            let held = gauge.held();
-            if held.saturating_add(cost) > self.max_memory_bytes {
-                gauge.count_refusal();
-                return Err(EngineError::MemoryLimit(format!(
-                    "queued messages hold {held} bytes; {cost} more would pass the limit of {} \
-                     bytes",
-                    self.max_memory_bytes
-                )));
-            }
+            // Counted as a refused publish (the metric), unlike other refusals.
+            self.check_memory(gauge, cost, "the publish").inspect_err(|_| gauge.count_refusal())?;
+        }
+        Ok(())
+    }
+
+    /// Refuses `what`, which would add `cost` bytes to what `gauge` holds, with
+    /// `MemoryLimit` when that passes the limit.
+    /// Requirements: SYS-0026
+    pub fn check_memory(&self, gauge: &MemoryGauge, cost: u64, what: &str) -> Result<()> {
+        let (held, limit) = (gauge.held(), self.max_memory_bytes);
+        if limit > 0 && held.saturating_add(cost) > limit {
+            return Err(EngineError::MemoryLimit(format!(
+                "queued messages hold {held} bytes; {what} needs {cost} more, which would pass \
+                 the limit of {limit} bytes"
+            )));
         }
         Ok(())
     }

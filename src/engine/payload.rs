@@ -267,15 +267,9 @@ impl Engine {
     // the caller holds, so every other request waits for those reads.
     pub(super) fn materialize(&self, q: &Queue) -> Result<()> {
         let mut st = q.state.lock();
-        let limit = self.limits.max_memory_bytes;
         let needed = st.logged_payload_bytes();
-        let held = self.memory_held();
-        if limit > 0 && held.saturating_add(needed) > limit {
-            return Err(EngineError::MemoryLimit(format!(
-                "turning duplicates off reads {needed} bytes of payloads from the log into RAM; \
-                 with {held} bytes held that passes the limit of {limit} bytes"
-            )));
-        }
+        let what = "turning duplicates off (it reads the payloads from the log into RAM)";
+        self.limits.check_memory(&self.memory, needed, what)?;
         let mut read = |loc| self.read_logged(loc).map_err(|e| e.to_string());
         st.materialize(&mut read).map_err(EngineError::StorageUnavailable)
     }

@@ -22,6 +22,13 @@ pub struct Lock {
     pub deadline_ms: u64,
 }
 
+impl Lock {
+    /// Boxed, as a message holds it.
+    fn boxed(consumer: &str, token: u64, deadline_ms: u64) -> Box<Lock> {
+        Box::new(Lock { consumer: Arc::from(consumer), token, deadline_ms })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Message {
     pub id: MsgId,
@@ -361,17 +368,13 @@ impl QueueState {
             Record::Published { msg, .. } => {
                 let m = Box::new(new_message(msg, spill));
                 self.charge(&m);
-                self.insert_ready(m);
+                self.insert_new(m);
                 fx.became_ready = 1;
             }
             Record::Locked { id, consumer, token, deadline_ms, .. } => {
                 if let Some(mut m) = self.take(id) {
                     m.retry_count = m.retry_count.saturating_add(1);
-                    m.lock = Some(Box::new(Lock {
-                        consumer: Arc::from(consumer.as_str()),
-                        token: *token,
-                        deadline_ms: *deadline_ms,
-                    }));
+                    m.lock = Some(Lock::boxed(consumer, *token, *deadline_ms));
                     self.insert(m);
                 }
             }
@@ -411,7 +414,7 @@ impl QueueState {
                         let mut m = Box::new(dl.msg);
                         m.lock = None;
                         m.retry_count = 0;
-                        self.insert_ready(m);
+                        self.insert_new(m);
                         fx.became_ready = 1;
                     }
                 }
@@ -419,11 +422,10 @@ impl QueueState {
             Record::MessagesSnapshot { msgs, .. } => {
                 for snap in msgs {
                     let m = Box::new(restored_message(snap, spill));
-                    // Locked copies count as duplicates too, as they do after a publish.
-                    self.count_payload(&m.payload);
                     fx.became_ready += u64::from(m.lock.is_none());
                     self.charge(&m);
-                    self.insert(m);
+                    // Locked copies count as duplicates too, as they do after a publish.
+                    self.insert_new(m);
                 }
             }
             Record::DeadLettersSnapshot { dead, .. } => {
@@ -526,9 +528,13 @@ impl QueueState {
         self.dead.insert(k, dl);
     }
 
+    /// Inserts a message new to the map (published, restored from a checkpoint, redriven),
+    /// counting its payload in the duplicate set if the queue keeps one.
     /// Requirements: SCH-0010
-    fn insert_ready(&mut self, m: Box<Message>) {
-        self.count_payload(&m.payload);
+    fn insert_new(&mut self, m: Box<Message>) {
+        if let (Some(d), Some(p)) = (self.dups.as_mut(), m.payload.as_inline()) {
+            *d.entry(p.clone()).or_default() += 1;
+        }
         self.insert(m);
     }
 
@@ -560,13 +566,6 @@ impl QueueState {
             }
         }
         Some(m)
-    }
-
-    /// Counts one more copy of `payload` in the duplicate set, if the queue keeps one.
-    fn count_payload(&mut self, payload: &Payload) {
-        if let (Some(d), Some(p)) = (self.dups.as_mut(), payload.as_inline()) {
-            *d.entry(p.clone()).or_default() += 1;
-        }
     }
 
     /// Requirements: DLV-0020
@@ -605,13 +604,7 @@ fn new_message(p: &PublishedMessage, spill: Option<&Spill<'_>>) -> Message {
 fn restored_message(snap: &SnapshotMessage, spill: Option<&Spill<'_>>) -> Message {
     let mut m = new_message(&snap.msg, spill);
     m.retry_count = snap.retry_count;
-    m.lock = snap.lock.as_ref().map(|l| {
-        Box::new(Lock {
-            consumer: Arc::from(l.consumer.as_str()),
-            token: l.token,
-            deadline_ms: l.deadline_ms,
-        })
-    });
+    m.lock = snap.lock.as_ref().map(|l| Lock::boxed(&l.consumer, l.token, l.deadline_ms));
     m
 }
 

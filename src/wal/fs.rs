@@ -142,17 +142,11 @@ impl FileSystem for RealFs {
     }
 
     fn read(&self, path: &Path) -> io::Result<FileBytes> {
-        let file = File::open(path)?;
-        if file.metadata()?.len() == 0 {
-            // Mapping an empty file fails on some platforms.
-            return Ok(FileBytes::owned(Vec::new()));
-        }
-        // SAFETY: the map is only read, and only during recovery, before the writer starts;
-        // nothing in this process writes the file meanwhile.
-        // Limitation: another process truncating a segment while we replay it would make
-        // the map fault (SIGBUS); the data directory must belong to one server.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok(FileBytes(Inner::Mapped(map)))
+        // Recovery reads the files before the writer starts: nothing writes them meanwhile.
+        Ok(match map_unless_empty(&File::open(path)?)? {
+            Some(map) => FileBytes(Inner::Mapped(map)),
+            None => FileBytes::owned(Vec::new()),
+        })
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
@@ -202,6 +196,15 @@ struct Mapped {
     map: Option<Arc<memmap2::Mmap>>,
 }
 
+/// Maps all of `file`; `None` when it is empty, as mapping an empty file fails on some
+/// platforms.
+fn map_unless_empty(file: &File) -> io::Result<Option<memmap2::Mmap>> {
+    match file.metadata()?.len() {
+        0 => Ok(None),
+        _ => map_whole(file).map(Some),
+    }
+}
+
 /// Maps all of `file`.
 fn map_whole(file: &File) -> io::Result<memmap2::Mmap> {
     // SAFETY: the log only ever appends to its files, and every byte a reader asks for
@@ -222,12 +225,11 @@ impl MappedFile {
         if let Some(m) = state.map.as_ref().filter(|m| m.len() as u64 >= end) {
             return Ok(m.clone());
         }
-        // Sealed: the map is the whole file.
-        let Some(file) = state.file.as_ref() else {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file"));
-        };
+        let past_end = || io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file");
+        // Sealed (no file left), the map is the whole file.
+        let file = state.file.as_ref().ok_or_else(past_end)?;
         if file.metadata()?.len() < end {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file"));
+            return Err(past_end());
         }
         let fresh = Arc::new(map_whole(file)?);
         state.map = Some(fresh.clone());
@@ -249,12 +251,7 @@ impl ReadAt for MappedFile {
     fn seal(&self) {
         let mut state = self.state.lock();
         let Some(file) = state.file.as_ref() else { return };
-        let mapped = file.metadata().and_then(|meta| match meta.len() {
-            // Nothing to read, and mapping an empty file fails on some platforms.
-            0 => Ok(None),
-            _ => map_whole(file).map(Some),
-        });
-        match mapped {
+        match map_unless_empty(file) {
             Ok(map) => {
                 state.map = map.map(Arc::new);
                 state.file = None;

@@ -75,7 +75,7 @@ impl LogLoc {
     }
 
     pub fn len(&self) -> usize {
-        (self.span & ((1 << LEN_BITS) - 1)) as usize
+        (self.span & LogLoc::MAX_LEN as u64) as usize
     }
 
     pub fn is_empty(&self) -> bool {
