@@ -3,6 +3,8 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::sync::Arc;
 
+use crossbeam_skiplist::SkipMap;
+
 use super::types::{Ordering, Priority};
 
 /// Set in a text key's `seq` when the queue is MaxFirst (bytes compare in reverse). Publish
@@ -74,8 +76,131 @@ impl PartialOrd for ReadyKey {
     }
 }
 
+/// A queue's ready messages in delivery order: a skip list, in front of which a restart
+/// leaves the messages it replayed as one sorted array (the run). Delivery takes from
+/// whichever of the two holds the smaller key. The run is only ever shortened: a message
+/// that leaves it and comes back (a nack, an expiry) goes to the skip list, with the same
+/// key. So a restart costs one sort instead of a skip-list insert per message (two
+/// fifths of its time at a million), and a replayed message takes about 40 bytes of index
+/// instead of a 64 to 96-byte skip-list node.
+/// Requirements: PER-0031, PER-0032
+pub struct ReadyIndex<V> {
+    list: SkipMap<ReadyKey, V>,
+    run: Run<V>,
+}
+
+/// A sorted array of (key, value) from which entries are removed by marking them gone.
+/// Entries before `head` are all gone; `head`, when in bounds, is not.
+struct Run<V> {
+    entries: Vec<(ReadyKey, V)>,
+    gone: Vec<bool>,
+    head: usize,
+    /// Entries not gone.
+    live: usize,
+}
+
+impl<V> Default for Run<V> {
+    fn default() -> Self {
+        Run { entries: Vec::new(), gone: Vec::new(), head: 0, live: 0 }
+    }
+}
+
+/// The run drops its consumed front once that is at least this long and half the array, so
+/// a drained run gives its memory back as it goes, for a copy of each entry at most once.
+const RUN_TRIM_MIN: usize = 4096;
+
+impl<V: Copy + PartialEq + Send + 'static> Run<V> {
+    /// Marks the live entry `(key, value)` gone; false when there is none.
+    fn remove(&mut self, key: &ReadyKey, value: &V) -> bool {
+        let from = self.head + self.entries[self.head..].partition_point(|(k, _)| k < key);
+        // Keys are unique in a valid log; a crafted one may repeat a sequence, so the value
+        // picks the entry.
+        let Some(i) = (from..self.entries.len())
+            .take_while(|&i| self.entries[i].0 == *key)
+            .find(|&i| !self.gone[i] && self.entries[i].1 == *value)
+        else {
+            return false;
+        };
+        self.gone[i] = true;
+        self.live -= 1;
+        while self.head < self.entries.len() && self.gone[self.head] {
+            self.head += 1;
+        }
+        if self.live == 0 {
+            *self = Run::default();
+        } else if self.head >= RUN_TRIM_MIN && self.head * 2 >= self.entries.len() {
+            self.entries.drain(..self.head);
+            self.gone.drain(..self.head);
+            self.head = 0;
+        }
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&ReadyKey, V)> + '_ {
+        let live = self.entries[self.head..].iter().zip(&self.gone[self.head..]);
+        live.filter(|(_, gone)| !**gone).map(|((k, v), _)| (k, *v))
+    }
+}
+
+impl<V: Copy + PartialEq + Send + 'static> Default for ReadyIndex<V> {
+    fn default() -> Self {
+        ReadyIndex { list: SkipMap::new(), run: Run::default() }
+    }
+}
+
+impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
+    /// An index holding `entries`, which must be sorted by key: what a restart replayed.
+    pub fn from_sorted(entries: Vec<(ReadyKey, V)>) -> ReadyIndex<V> {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 <= w[1].0), "an unsorted run");
+        let live = entries.len();
+        let gone = vec![false; live];
+        ReadyIndex { list: SkipMap::new(), run: Run { entries, gone, head: 0, live } }
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len() + self.run.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn insert(&self, key: ReadyKey, value: V) {
+        self.list.insert(key, value);
+    }
+
+    /// Removes the entry of `key`, which should hold `value`.
+    pub fn remove(&mut self, key: &ReadyKey, value: &V) {
+        if self.run.live == 0 || !self.run.remove(key, value) {
+            self.list.remove(key);
+        }
+    }
+
+    /// Values in delivery order: the run and the skip list merged by key (the run first on a
+    /// tie, which only a crafted log's repeated keys make).
+    pub fn iter(&self) -> impl Iterator<Item = V> + '_ {
+        let mut run = self.run.iter().peekable();
+        let mut list = self.list.iter().peekable();
+        std::iter::from_fn(move || {
+            let from_run = match (run.peek(), list.peek()) {
+                (Some((a, _)), Some(b)) => *a <= b.key(),
+                (r, _) => r.is_some(),
+            };
+            if from_run {
+                run.next().map(|(_, v)| v)
+            } else {
+                list.next().map(|e| *e.value())
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
     use super::*;
 
     fn num(o: Ordering, p: u64, seq: u64) -> ReadyKey {
@@ -115,6 +240,98 @@ mod tests {
         assert!(t(Ordering::MaxFirst, "a", 1) < t(Ordering::MaxFirst, "a", 2));
         assert_eq!(t(Ordering::MaxFirst, "a", 7).seq(), 7);
         assert_eq!(t(Ordering::MinFirst, "a", 7).seq(), 7);
+    }
+
+    fn rank(r: u64, seq: u64) -> ReadyKey {
+        ReadyKey::Num { rank: r, seq }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A new key of this rank.
+        Insert(u64),
+        /// Remove one of the keys present.
+        Remove(proptest::sample::Index),
+        /// Remove one and put it back under the same key (a nack).
+        Requeue(proptest::sample::Index),
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        let op = prop_oneof![
+            (0u64..20).prop_map(Op::Insert),
+            any::<proptest::sample::Index>().prop_map(Op::Remove),
+            any::<proptest::sample::Index>().prop_map(Op::Requeue),
+        ];
+        proptest::collection::vec(op, 0..200)
+    }
+
+    proptest! {
+        // Verifies: PER-0032
+        #[test]
+        fn a_run_and_a_skip_list_deliver_as_one_ordered_map(
+            ranks in proptest::collection::vec(0u64..20, 0..200),
+            ops in ops(),
+        ) {
+            let mut model = BTreeMap::new();
+            let mut seq = 0;
+            let mut start = Vec::new();
+            for r in ranks {
+                seq += 1;
+                model.insert(rank(r, seq), seq);
+                start.push((rank(r, seq), seq));
+            }
+            start.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let mut index = ReadyIndex::from_sorted(start);
+            for op in ops {
+                match op {
+                    Op::Insert(r) => {
+                        seq += 1;
+                        model.insert(rank(r, seq), seq);
+                        index.insert(rank(r, seq), seq);
+                    }
+                    Op::Remove(i) | Op::Requeue(i) if !model.is_empty() => {
+                        let k = model.keys().nth(i.index(model.len())).unwrap().clone();
+                        let v = model.remove(&k).unwrap();
+                        index.remove(&k, &v);
+                        if matches!(op, Op::Requeue(_)) {
+                            model.insert(k.clone(), v);
+                            index.insert(k, v);
+                        }
+                    }
+                    Op::Remove(_) | Op::Requeue(_) => {}
+                }
+                let want: Vec<u64> = model.values().copied().collect();
+                prop_assert_eq!(index.iter().collect::<Vec<_>>(), want);
+                prop_assert_eq!(index.len(), model.len());
+            }
+        }
+    }
+
+    // Verifies: PER-0032
+    #[test]
+    fn a_run_drained_from_its_front_gives_its_memory_back() {
+        let n = 3 * RUN_TRIM_MIN as u64;
+        let mut index = ReadyIndex::from_sorted((0..n).map(|s| (rank(0, s), s)).collect());
+        for s in 0..n {
+            assert_eq!(index.iter().next(), Some(s));
+            index.remove(&rank(0, s), &s);
+            // What is kept never exceeds twice the entries left, plus the trim threshold.
+            let kept = index.run.entries.len();
+            assert!(kept <= 2 * (n - s) as usize + RUN_TRIM_MIN, "{kept} kept after {s}");
+            assert_eq!(index.len() as u64, n - s - 1);
+        }
+        assert_eq!(index.run.entries.capacity(), 0);
+        assert_eq!(index.iter().next(), None);
+    }
+
+    // Verifies: PER-0032
+    #[test]
+    fn a_repeated_key_in_the_run_is_removed_by_its_value() {
+        let mut index = ReadyIndex::from_sorted(vec![(rank(1, 1), 10), (rank(1, 1), 11)]);
+        index.remove(&rank(1, 1), &11);
+        assert_eq!(index.iter().collect::<Vec<_>>(), vec![10]);
+        index.remove(&rank(1, 1), &10);
+        assert!(index.is_empty());
     }
 
     #[test]
