@@ -219,6 +219,36 @@ async fn turning_duplicates_off_brings_spilled_payloads_back_into_ram() {
     e.shutdown().await;
 }
 
+// Verifies: PER-0013, DLV-0021
+/// A restart reads many segments of spilled payloads, and records that turn duplicates off
+/// (which read the payloads before them back into RAM) between them.
+#[tokio::test]
+async fn a_restart_applies_every_record_in_log_order_across_segments_and_payload_reads() {
+    let fs = SimFs::new(11);
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = open_sim(&fs, &clock);
+    for round in 0..3 {
+        // 10 KiB payloads, a fifth of them repeated: several 64 KiB segments a round.
+        for i in 0..60 {
+            e.publish("q", msg(big(&format!("r{round}"), i % 48), 3)).await.unwrap();
+        }
+        e.update_queue("q", None, Some(false)).await.unwrap();
+        e.update_queue("q", None, Some(true)).await.unwrap();
+    }
+    e.update_queue("q", None, Some(false)).await.unwrap();
+    let before = contents(&e, "q");
+    assert_eq!(before.0.len(), 3 * 48, "repeats were dropped each round");
+    let held = e.memory_held();
+    drop(e);
+
+    let e = open_sim(&fs, &clock);
+    assert!(contents(&e, "q") == before, "the restart changed the queue");
+    assert_eq!(e.memory_held(), held);
+    let again = e.publish("q", msg(big("r1", 3), 3)).await;
+    assert!(matches!(again, Err(EngineError::DuplicatePayload)), "{again:?}");
+    e.shutdown().await;
+}
+
 /// An engine on a simulated file system whose queue "q" holds one large payload, after a
 /// consume (1 s lock) that failed because the read of that payload did: the file system,
 /// the clock, the engine and the payload.

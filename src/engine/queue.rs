@@ -91,8 +91,8 @@ pub struct QueueState {
     /// Ready (unlocked) messages by delivery order.
     ready: ReadyIndex<MsgId>,
     /// While replay runs, `ready` is left empty and built once at the end
-    /// (`finish_replay`): a skip list filled in key order stays in the cache, one filled in
-    /// the random order of the log misses it on every level (half of a restart's time).
+    /// (`finish_replay`), by one sort: an insert per message into a skip list, in the random
+    /// order of the log, missed the cache on every level (half of a restart's time).
     ready_deferred: bool,
     /// Locked messages by (deadline, seq): the first entry is the next lock to expire.
     locks: SkipMap<(u64, u64), MsgId>,
@@ -336,9 +336,13 @@ impl QueueState {
     /// Builds the ready index deferred by `defer_ready_index`: one sort.
     /// Requirements: PER-0031, PER-0032
     pub fn finish_replay(&mut self) {
-        if !std::mem::take(&mut self.ready_deferred) {
-            return;
+        if std::mem::take(&mut self.ready_deferred) {
+            self.ready = ReadyIndex::from_sorted(self.sorted_ready());
         }
+    }
+
+    /// The ready messages sorted by key, from the message table.
+    fn sorted_ready(&self) -> Vec<(ReadyKey, MsgId)> {
         // Owned keys: sorting through references would chase a pointer per comparison.
         let mut keys: Vec<(ReadyKey, MsgId)> = self
             .msgs
@@ -347,7 +351,7 @@ impl QueueState {
             .map(|m| (m.key(self.config.ordering), m.id))
             .collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        self.ready = ReadyIndex::from_sorted(keys);
+        keys
     }
 
     /// Applies one queue-level record. Records that name no message of this queue (which a
@@ -364,6 +368,9 @@ impl QueueState {
         let spill = spill.filter(|_| self.spills_payloads());
         let mut fx = Effect::default();
         match rec {
+            // A message the queue already holds is not published again (only a crafted log
+            // repeats an id): two index entries for one message would outlive its lock.
+            Record::Published { msg, .. } if self.msgs.get(&msg.id).is_some() => {}
             Record::Published { msg, .. } => {
                 let m = Box::new(new_message(msg, spill));
                 self.charge(&m);
@@ -407,6 +414,7 @@ impl QueueState {
                     self.push_dead(DeadLetter { msg: *m, at_ms: *at_ms });
                 }
             }
+            Record::Redriven { id, .. } if self.msgs.get(id).is_some() => {}
             Record::Redriven { id, .. } => {
                 if let Some(k) = self.dead_index.remove(id) {
                     if let Some(dl) = self.dead.remove(&k) {
@@ -420,6 +428,9 @@ impl QueueState {
             }
             Record::MessagesSnapshot { msgs, .. } => {
                 for snap in msgs {
+                    if self.msgs.get(&snap.msg.id).is_some() {
+                        continue;
+                    }
                     let m = Box::new(restored_message(snap, spill));
                     fx.became_ready += u64::from(m.lock.is_none());
                     self.charge(&m);
@@ -485,8 +496,14 @@ impl QueueState {
         if self.dups.is_some() {
             return 0;
         }
-        // The walk below needs the delivery order.
-        self.finish_replay();
+        // The walk below needs the delivery order. During a replay it is sorted apart, and
+        // the index stays deferred: built now, it would take the rest of the log's messages
+        // one insert at a time.
+        let order: Vec<MsgId> = if self.ready_deferred {
+            self.sorted_ready().into_iter().map(|(_, id)| id).collect()
+        } else {
+            self.ready.iter().collect()
+        };
         // Every payload is in RAM here: the engine materializes a queue's payloads before
         // it logs this change (and replay before it applies it). One still in the log
         // would count as unique.
@@ -497,7 +514,7 @@ impl QueueState {
             }
         }
         let mut doomed = Vec::new();
-        for id in self.ready.iter() {
+        for id in order {
             let Some(m) = self.msgs.get(&id) else {
                 debug_assert!(false, "a ready entry without its message");
                 continue;
@@ -736,6 +753,8 @@ mod tests {
                     for r in &recs[..cut] {
                         assert_eq!(live.apply(r), replayed.apply(r), "{ordering:?} at {cut}");
                     }
+                    // Even the records that read the order leave the index to be built.
+                    assert!(replayed.ready_deferred, "{ordering:?} at {cut}");
                     replayed.finish_replay();
                     let want = live.peek_ready(usize::MAX);
                     assert_eq!(replayed.peek_ready(usize::MAX), want, "{ordering:?} at {cut}");
@@ -750,8 +769,8 @@ mod tests {
                         assert_eq!(replayed.peek_ready(usize::MAX), want, "{ordering:?} {cut}");
                         assert_eq!(replayed.ready_len(), want.len() as u64);
                     }
-                    let want = live.peek_ready(usize::MAX);
                     // And later traffic too.
+                    let want = live.peek_ready(usize::MAX);
                     let more = publish(1, 500, Priority::Num(6), "late");
                     let more = if text {
                         publish(1, 500, Priority::Text("p6".into()), "late")
@@ -772,8 +791,40 @@ mod tests {
                         replayed.apply(&lock);
                     }
                     assert_eq!(replayed.peek_ready(usize::MAX), live.peek_ready(usize::MAX));
+                    assert_eq!(replayed.ready_len(), live.ready_len());
                 }
             }
+        }
+    }
+
+    // Verifies: PER-0013, PER-0032
+    /// Only a crafted log publishes an id twice; the second copy must not leave an index
+    /// entry behind once the message is locked.
+    #[test]
+    fn a_publish_of_a_message_the_queue_holds_is_ignored() {
+        for replaying in [false, true] {
+            let mut q = state(Ordering::MaxFirst, false);
+            if replaying {
+                q.defer_ready_index();
+            }
+            let first = publish(1, 1, Priority::Num(3), "a");
+            q.apply(&first);
+            let held = q.held_bytes();
+            // With duplicates off, the walk builds no index, deferred or not.
+            q.apply(&Record::DuplicatesChanged { qid: 1, allow_duplicates: false });
+            assert_eq!(q.apply(&first), Effect::default());
+            assert_eq!(q.apply(&publish(1, 1, Priority::Num(8), "b")), Effect::default());
+            q.finish_replay();
+            assert_eq!((q.peek_ready(9), q.ready_len(), q.held_bytes()), (vec![id(1)], 1, held));
+            let lock = Record::Locked {
+                qid: 1,
+                id: id(1),
+                consumer: "c".into(),
+                token: 5,
+                deadline_ms: 9,
+            };
+            q.apply(&lock);
+            assert_eq!((q.peek_ready(9), q.ready_len(), q.len()), (vec![], 0, 1), "{replaying}");
         }
     }
 }
