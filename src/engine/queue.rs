@@ -79,14 +79,13 @@ pub struct QueueState {
     pub qid: u64,
     pub name: String,
     pub config: QueueConfig,
-    // Limitation: about 210 bytes of RSS per queued message at a million whose payload is
+    // Limitation: about 180 bytes of RSS per queued message at a million whose payload is
     // left in the log (more when payloads are held in RAM): this table's bucket (17 bytes,
     // in a table at most 7/8 full: 36 a message at a million), the boxed message (96 bytes
-    // as allocated) and the ready index's skip-list node (its own allocation, with a
-    // reference count and a tower; 64 to 96 bytes; 41 bytes of the sorted run for a message
-    // replayed at startup, so about 185 bytes after a restart). Boxed, so that the half-empty
-    // table a doubling leaves costs 17 bytes a bucket, not about 100. Replay rebuilds the
-    // table and the boxes message by message, which is most of the restart time.
+    // as allocated) and its ready-index entry (41 bytes in the sorted run; a skip-list node,
+    // 64 to 96 bytes, for the few since the last merge). Boxed, so that the half-empty table
+    // a doubling leaves costs 17 bytes a bucket, not about 100. Replay rebuilds the table
+    // and the boxes message by message, which is most of the restart time.
     msgs: MessageTable,
     /// Ready (unlocked) messages by delivery order.
     ready: ReadyIndex<MsgId>,
