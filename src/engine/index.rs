@@ -83,7 +83,7 @@ impl PartialOrd for ReadyKey {
 /// instead of a skip-list insert per message, two fifths of a restart's time at a
 /// million), and a skip list grown past `FOLD_MIN` and an eighth of the run is merged into
 /// it. An insert into a skip list of a million misses the cache on most of its levels (40%
-/// of the CPU a batch publish costs); a merge copies each entry about nine times in all,
+/// of the CPU a batch publish costs); a merge reads at most nine entries for each it adds,
 /// sequentially. A message in the run takes 41 bytes of index, one in the skip list a node
 /// of 64 to 96.
 /// Requirements: PER-0031, PER-0032
@@ -117,10 +117,11 @@ const RUN_TRIM_MIN: usize = 4096;
 const RUN_TRIM_MIN: usize = 4;
 
 /// The skip list is merged into the run once it holds this many entries and an eighth of
-/// the run: the merge, done under the queue's lock, stays a few milliseconds for queues of
-/// a few hundred thousand, and costs at most nine copies an entry.
-// Limitation: the merge pauses the queue's other requests: about 25 ms at a million
-// queued, once per 125,000 messages made ready.
+/// the run's array: a merge then reads at most nine entries for each it adds, and stays a
+/// few milliseconds for queues of a few hundred thousand.
+// Limitation: the merge, done under the queue's lock, pauses the queue's other requests for
+// a time that grows with the queue: about 25 ms at a million ready, once per 125,000
+// messages made ready.
 #[cfg(not(test))]
 const FOLD_MIN: usize = 1 << 16;
 #[cfg(test)]
@@ -205,18 +206,23 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
 
     pub fn insert(&mut self, key: ReadyKey, value: V) {
         self.list.insert(key, value);
-        if self.list.len() >= FOLD_MIN.max(self.run.live / 8) {
+        // Against the run's length, gone entries included: what a merge reads.
+        if self.list.len() >= FOLD_MIN.max(self.run.entries.len() / 8) {
             self.fold();
         }
     }
 
     /// Merges the skip list into the run (the run first on a tie, as `iter` delivers), in
-    /// the run's own array: grown in place by the list's length (a large array is remapped,
-    /// not copied), then filled from the back. A new array would fault in every page again:
-    /// that was two thirds of the time of a merge.
+    /// the run's own array: grown in place by the list's length (a large array is usually
+    /// remapped, not copied), then filled from the back. A new array would fault in every
+    /// page again: that was two thirds of the time of a merge.
     fn fold(&mut self) {
         let list = std::mem::replace(&mut self.list, SkipMap::new());
-        let Some(filler) = list.front().map(|e| (e.key().clone(), *e.value())) else { return };
+        // Placeholders for the slots the merge fills; no key is cheaper to copy.
+        let filler = match list.front() {
+            Some(e) => (ReadyKey::Num { rank: 0, seq: 0 }, *e.value()),
+            None => return,
+        };
         let run = &mut self.run;
         if run.live < run.entries.len() {
             // `retain` visits the entries once each, in order.
@@ -224,8 +230,14 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
             run.entries.retain(|_| gone.next() == Some(&false));
         }
         let mut r = run.entries.len();
-        run.entries.reserve_exact(list.len());
-        run.entries.resize(r + list.len(), filler);
+        let need = r + list.len();
+        // `retain` kept the old capacity: give back what gone entries held.
+        if run.entries.capacity() > need {
+            run.entries.shrink_to(need);
+        } else {
+            run.entries.reserve_exact(list.len());
+        }
+        run.entries.resize(need, filler);
         // Taken out forwards: a skip list walked backwards searches for every step.
         let mut from_list = list.into_iter().collect::<Vec<_>>();
         for w in (0..run.entries.len()).rev() {
@@ -242,8 +254,7 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
             }
         }
         let len = run.entries.len();
-        run.gone.clear();
-        run.gone.resize(len, false);
+        run.gone = vec![false; len];
         run.head = 0;
         run.live = len;
         debug_assert!(run.entries.windows(2).all(|w| w[0].0 <= w[1].0), "an unsorted merge");
@@ -387,7 +398,7 @@ mod tests {
                 prop_assert_eq!(index.len(), model.len());
                 // An insert folds a grown skip list into the run.
                 if matches!(op, Op::Insert(_) | Op::Requeue(_)) {
-                    prop_assert!(index.list.len() < FOLD_MIN.max(index.run.live / 8));
+                    prop_assert!(index.list.len() < FOLD_MIN.max(index.run.entries.len() / 8));
                 }
             }
         }
@@ -409,6 +420,55 @@ mod tests {
         }
         assert_eq!(index.run.entries.capacity(), 0);
         assert_eq!(index.iter().next(), None);
+    }
+
+    // Verifies: PER-0032
+    #[test]
+    fn a_merge_keeps_the_run_first_on_ties_and_text_keys_in_order() {
+        let mut index = ReadyIndex::from_sorted(vec![(rank(1, 1), 10), (rank(1, 1), 11)]);
+        index.insert(rank(1, 1), 12);
+        for s in 2..FOLD_MIN as u64 + 1 {
+            index.insert(rank(2, s), 100 + s);
+        }
+        assert!(index.list.is_empty(), "merged");
+        let got: Vec<u64> = index.iter().take(4).collect();
+        assert_eq!(got, vec![10, 11, 12, 102]);
+        index.remove(&rank(1, 1), &11);
+        assert_eq!(index.iter().take(2).collect::<Vec<_>>(), vec![10, 12]);
+
+        let text = |p: &str, seq| ReadyKey::new(Ordering::MaxFirst, &Priority::Text(p.into()), seq);
+        let mut index = ReadyIndex::from_sorted(vec![(text("m", 1), 1), (text("c", 2), 2)]);
+        let words = ["z", "a", "m", "q", "b", "y", "c", "n"];
+        for (i, w) in words.iter().enumerate() {
+            index.insert(text(w, 3 + i as u64), 3 + i as u64);
+        }
+        assert!(index.list.is_empty(), "merged");
+        // MaxFirst: bytes in reverse, then publish order.
+        let got: Vec<u64> = index.iter().collect();
+        assert_eq!(got, vec![3, 8, 6, 10, 1, 5, 2, 9, 7, 4]);
+    }
+
+    // Verifies: PER-0032
+    #[test]
+    fn a_merge_after_removals_keeps_the_memory_bound() {
+        let n = 400u64;
+        let mut index = ReadyIndex::from_sorted((0..n).map(|s| (rank(0, s), s)).collect());
+        // Just under half gone, spread out: no rebuild before the merge.
+        for s in (0..n).step_by(2).take(199) {
+            index.remove(&rank(0, s), &s);
+        }
+        for s in n..n + 60 {
+            index.insert(rank(1, s), s);
+        }
+        let mut left = index.len();
+        for s in (0..n).chain(n..n + 60) {
+            let held = index.run.entries.capacity().max(index.run.gone.capacity());
+            assert!(held <= 2 * left + FOLD_MIN.max(RUN_TRIM_MIN), "{held} held for {left}");
+            let before = index.len();
+            index.remove(&rank(u64::from(s >= n), s), &s);
+            left -= before - index.len();
+        }
+        assert_eq!(index.len(), 0);
     }
 
     // Verifies: PER-0032

@@ -83,9 +83,10 @@ pub struct QueueState {
     // left in the log (more when payloads are held in RAM): this table's bucket (17 bytes,
     // in a table at most 7/8 full: 36 a message at a million), the boxed message (96 bytes
     // as allocated) and its ready-index entry (41 bytes in the sorted run; a skip-list node,
-    // 64 to 96 bytes, for the few since the last merge). Boxed, so that the half-empty table
-    // a doubling leaves costs 17 bytes a bucket, not about 100. Replay rebuilds the table
-    // and the boxes message by message, which is most of the restart time.
+    // 64 to 96 bytes, in a queue under 65,536 ready and for up to an eighth of a larger one,
+    // those made ready since the last merge). Boxed, so that the half-empty table a doubling
+    // leaves costs 17 bytes a bucket, not about 100. Replay rebuilds the table and the boxes
+    // message by message, which is most of the restart time.
     msgs: MessageTable,
     /// Ready (unlocked) messages by delivery order.
     ready: ReadyIndex<MsgId>,
