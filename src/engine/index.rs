@@ -16,8 +16,8 @@ const DESC_BIT: u64 = 1 << 63;
 /// Key of the ready index: the smallest key is the next message to deliver. A message keeps
 /// its key for life, so a nacked or expired message goes back to exactly where it was.
 /// 24 bytes (the direction of text keys rides in `seq`, not in a field of its own): the key
-/// is stored in every skip-list node, and 8 bytes less put most nodes in a smaller
-/// allocation.
+/// is stored in every skip-list node and run entry, and 8 bytes less put most nodes in a
+/// smaller allocation.
 /// Requirements: SCH-0002, SCH-0003, SCH-0004, SCH-0005, SCH-0006, SCH-0007
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReadyKey {

@@ -14,10 +14,10 @@ use super::types::{NewMessage, Priority};
 use super::Result;
 
 /// What one message costs in RAM beyond the payload bytes it holds in RAM (none when its
-/// payload stays in the log) and its text priority: the `Message`
-/// itself, its entries in the id map and in the ready or lock skip list, and its share of
-/// the duplicate set. An estimate from the structure sizes, rounded up; it makes the limit
-/// hold for queues of many small messages too.
+/// payload stays in the log) and its text priority: the `Message` itself, its entries in the
+/// id map and in the ready index or the lock skip list, and its share of the duplicate set.
+/// An estimate from the structure sizes, rounded up; it makes the limit hold for queues of
+/// many small messages too.
 pub const MESSAGE_OVERHEAD_BYTES: u64 = 256;
 
 /// The bytes a message with this payload and priority is charged.
