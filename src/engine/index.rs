@@ -134,12 +134,6 @@ impl<V: Copy + PartialEq + Send + 'static> Run<V> {
         Run { gone: vec![false; live], entries, head: 0, live }
     }
 
-    /// The live entries, taken out in order.
-    fn into_live(self) -> impl Iterator<Item = (ReadyKey, V)> {
-        let all = self.entries.into_iter().zip(self.gone).skip(self.head);
-        all.filter(|e| !e.1).map(|e| e.0)
-    }
-
     /// Marks the live entry `(key, value)` gone; false when there is none.
     fn remove(&mut self, key: &ReadyKey, value: &V) -> bool {
         // A delivery takes the head: no search.
@@ -165,23 +159,42 @@ impl<V: Copy + PartialEq + Send + 'static> Run<V> {
         if self.live == 0 {
             *self = Run::default();
         } else if self.entries.len() >= RUN_TRIM_MIN && self.live * 2 <= self.entries.len() {
-            self.rebuild();
+            self.compact(0);
         }
         true
     }
 
-    /// Keeps the live entries only, in a new array of their size (`Vec::drain` would keep
-    /// the old allocation, and its pages resident).
-    fn rebuild(&mut self) {
-        let mut entries = Vec::with_capacity(self.live);
-        entries.extend(std::mem::take(self).into_live());
-        *self = Run::from_sorted(entries);
+    /// Drops the gone entries, in place, and sizes the array for the live ones plus `room`:
+    /// a drained run gives its memory back (`retain` alone keeps the allocation), and a merge
+    /// finds its room in the same array (a large one is usually remapped, not copied; a new
+    /// one would fault in every page again, two thirds of a merge's time).
+    fn compact(&mut self, room: usize) {
+        if self.live < self.entries.len() {
+            // `retain` visits the entries once each, in order.
+            let mut gone = self.gone.iter();
+            self.entries.retain(|_| gone.next() == Some(&false));
+        }
+        let need = self.entries.len() + room;
+        if self.entries.capacity() > need {
+            self.entries.shrink_to(need);
+        } else {
+            self.entries.reserve_exact(room);
+        }
+        self.gone = Vec::with_capacity(need);
+        self.gone.resize(self.entries.len(), false);
+        self.head = 0;
     }
 
     fn iter(&self) -> impl Iterator<Item = (&ReadyKey, V)> + '_ {
         let live = self.entries[self.head..].iter().zip(&self.gone[self.head..]);
         live.filter(|(_, gone)| !**gone).map(|((k, v), _)| (k, *v))
     }
+}
+
+/// Whether a run entry of key `run` comes before a skip-list entry of key `list`: on a tie
+/// (only a crafted log's repeated keys make one) the run's, which was there first.
+fn run_first(run: &ReadyKey, list: &ReadyKey) -> bool {
+    run <= list
 }
 
 impl<V: Copy + PartialEq + Send + 'static> Default for ReadyIndex<V> {
@@ -212,10 +225,8 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
         }
     }
 
-    /// Merges the skip list into the run (the run first on a tie, as `iter` delivers), in
-    /// the run's own array: grown in place by the list's length (a large array is usually
-    /// remapped, not copied), then filled from the back. A new array would fault in every
-    /// page again: that was two thirds of the time of a merge.
+    /// Merges the skip list into the run, in the run's own array (`Run::compact`), filled
+    /// from the back.
     fn fold(&mut self) {
         let list = std::mem::replace(&mut self.list, SkipMap::new());
         // Placeholders for the slots the merge fills; no key is cheaper to copy.
@@ -224,25 +235,15 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
             None => return,
         };
         let run = &mut self.run;
-        if run.live < run.entries.len() {
-            // `retain` visits the entries once each, in order.
-            let mut gone = run.gone.iter();
-            run.entries.retain(|_| gone.next() == Some(&false));
-        }
+        run.compact(list.len());
         let mut r = run.entries.len();
-        let need = r + list.len();
-        // `retain` kept the old capacity: give back what gone entries held.
-        if run.entries.capacity() > need {
-            run.entries.shrink_to(need);
-        } else {
-            run.entries.reserve_exact(list.len());
-        }
-        run.entries.resize(need, filler);
+        run.entries.resize(r + list.len(), filler);
         // Taken out forwards: a skip list walked backwards searches for every step.
         let mut from_list = list.into_iter().collect::<Vec<_>>();
         for w in (0..run.entries.len()).rev() {
+            // Backwards, a run entry goes first where it would come after.
             let take_run = match from_list.last() {
-                Some(e) => r > 0 && run.entries[r - 1].0 > e.0,
+                Some(e) => r > 0 && !run_first(&run.entries[r - 1].0, &e.0),
                 None => break,
             };
             if take_run {
@@ -253,10 +254,8 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
                 run.entries[w] = e;
             }
         }
-        let len = run.entries.len();
-        run.gone = vec![false; len];
-        run.head = 0;
-        run.live = len;
+        run.gone.resize(run.entries.len(), false);
+        run.live = run.entries.len();
         debug_assert!(run.entries.windows(2).all(|w| w[0].0 <= w[1].0), "an unsorted merge");
     }
 
@@ -269,14 +268,13 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
         }
     }
 
-    /// Values in delivery order: the run and the skip list merged by key (the run first on a
-    /// tie, which only a crafted log's repeated keys make).
+    /// Values in delivery order: the run and the skip list merged by key.
     pub fn iter(&self) -> impl Iterator<Item = V> + '_ {
         let mut run = self.run.iter().peekable();
         let mut list = self.list.iter().peekable();
         std::iter::from_fn(move || {
             let from_run = match (run.peek(), list.peek()) {
-                (Some((a, _)), Some(b)) => *a <= b.key(),
+                (Some((a, _)), Some(b)) => run_first(a, b.key()),
                 (r, _) => r.is_some(),
             };
             if from_run {

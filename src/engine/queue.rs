@@ -368,20 +368,16 @@ impl QueueState {
         let spill = spill.filter(|_| self.spills_payloads());
         let mut fx = Effect::default();
         match rec {
-            // A message the queue already holds is not published again (only a crafted log
-            // repeats an id): two index entries for one message would outlive its lock.
-            Record::Published { msg, .. } if self.msgs.get(&msg.id).is_some() => {}
             Record::Published { msg, .. } => {
                 let m = Box::new(new_message(msg, spill));
                 self.charge(&m);
-                self.insert_new(m);
-                fx.became_ready = 1;
+                fx.became_ready = u64::from(self.insert_new(m));
             }
             Record::Locked { id, consumer, token, deadline_ms, .. } => {
                 if let Some(mut m) = self.take(id) {
                     m.retry_count = m.retry_count.saturating_add(1);
                     m.lock = Some(Lock::boxed(consumer, *token, *deadline_ms));
-                    self.insert(m);
+                    self.put_back(m);
                 }
             }
             Record::Renewed { id, deadline_ms, .. } => {
@@ -389,7 +385,7 @@ impl QueueState {
                     if let Some(l) = m.lock.as_mut() {
                         l.deadline_ms = *deadline_ms;
                     }
-                    self.insert(m);
+                    self.put_back(m);
                 }
             }
             Record::Acked { id, .. } => {
@@ -404,7 +400,7 @@ impl QueueState {
             | Record::Released { id, .. } => {
                 if let Some(mut m) = self.take(id) {
                     m.lock = None;
-                    self.insert(m);
+                    self.put_back(m);
                     fx.became_ready = 1;
                 }
             }
@@ -414,28 +410,23 @@ impl QueueState {
                     self.push_dead(DeadLetter { msg: *m, at_ms: *at_ms });
                 }
             }
-            Record::Redriven { id, .. } if self.msgs.get(id).is_some() => {}
             Record::Redriven { id, .. } => {
                 if let Some(k) = self.dead_index.remove(id) {
                     if let Some(dl) = self.dead.remove(&k) {
                         let mut m = Box::new(dl.msg);
                         m.lock = None;
                         m.retry_count = 0;
-                        self.insert_new(m);
-                        fx.became_ready = 1;
+                        fx.became_ready = u64::from(self.insert_new(m));
                     }
                 }
             }
             Record::MessagesSnapshot { msgs, .. } => {
                 for snap in msgs {
-                    if self.msgs.get(&snap.msg.id).is_some() {
-                        continue;
-                    }
                     let m = Box::new(restored_message(snap, spill));
-                    fx.became_ready += u64::from(m.lock.is_none());
+                    let ready = m.lock.is_none();
                     self.charge(&m);
                     // Locked copies count as duplicates too, as they do after a publish.
-                    self.insert_new(m);
+                    fx.became_ready += u64::from(self.insert_new(m) && ready);
                 }
             }
             Record::DeadLettersSnapshot { dead, .. } => {
@@ -545,17 +536,31 @@ impl QueueState {
     }
 
     /// Inserts a message new to the map (published, restored from a checkpoint, redriven),
-    /// counting its payload in the duplicate set if the queue keeps one.
+    /// counting its payload in the duplicate set if the queue keeps one. False when the
+    /// queue holds its id already (only a crafted log repeats one): it is dropped, and what
+    /// it was charged given back.
     /// Requirements: SCH-0010
-    fn insert_new(&mut self, m: Box<Message>) {
-        if let (Some(d), Some(p)) = (self.dups.as_mut(), m.payload.as_inline()) {
-            *d.entry(p.clone()).or_default() += 1;
+    fn insert_new(&mut self, m: Box<Message>) -> bool {
+        let counts = self.dups.is_some();
+        match self.insert(m) {
+            Ok(m) => {
+                let payload = m.payload.as_inline().filter(|_| counts).cloned();
+                if let (Some(d), Some(p)) = (self.dups.as_mut(), payload) {
+                    *d.entry(p).or_default() += 1;
+                }
+                true
+            }
+            Err(m) => {
+                self.credit_message(&m);
+                false
+            }
         }
-        self.insert(m);
     }
 
-    /// Puts a message into the map and the index its lock state calls for.
-    fn insert(&mut self, m: Box<Message>) {
+    /// Puts a message into the map and the index its lock state calls for; refuses (returns)
+    /// one whose id the map holds, so that no index entry outlives its message.
+    fn insert(&mut self, m: Box<Message>) -> Result<&Message, Box<Message>> {
+        let m = self.msgs.insert(m)?;
         match &m.lock {
             Some(l) => {
                 self.locks.insert((l.deadline_ms, m.seq), m.id);
@@ -565,7 +570,13 @@ impl QueueState {
                 self.ready.insert(m.key(self.config.ordering), m.id);
             }
         }
-        self.msgs.insert(m);
+        Ok(m)
+    }
+
+    /// Puts back a message `take` took out, changed.
+    fn put_back(&mut self, m: Box<Message>) {
+        let refused = self.insert(m).is_err();
+        debug_assert!(!refused, "a message taken out was still in the map");
     }
 
     /// Removes a message from the map and whichever index holds it. The duplicate set is

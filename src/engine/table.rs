@@ -39,15 +39,14 @@ impl MessageTable {
         self.table.find_mut(hash, |(h, m)| *h == hash && m.id == *id).map(|(_, m)| &mut **m)
     }
 
-    /// Adds `m`, or replaces the message of the same id (returned).
-    pub fn insert(&mut self, m: Box<Message>) -> Option<Box<Message>> {
+    /// Adds `m` and returns where it now is; refuses (returns) it when the table holds a
+    /// message of its id already, which only a crafted log asks for: replacing it would
+    /// leave the old copy's index entries behind.
+    pub fn insert(&mut self, m: Box<Message>) -> Result<&Message, Box<Message>> {
         let hash = self.hash(&m.id);
         match self.table.entry(hash, |(h, x)| *h == hash && x.id == m.id, |(h, _)| *h) {
-            Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, m)),
-            Entry::Vacant(e) => {
-                e.insert((hash, m));
-                None
-            }
+            Entry::Occupied(_) => Err(m),
+            Entry::Vacant(e) => Ok(&e.insert((hash, m)).into_mut().1),
         }
     }
 
@@ -90,18 +89,18 @@ mod tests {
     }
 
     #[test]
-    fn finds_replaces_and_removes_by_id() {
+    fn finds_refuses_repeats_and_removes_by_id() {
         let mut t = MessageTable::default();
         for n in 0..200 {
-            assert!(t.insert(msg(n)).is_none());
+            assert_eq!(t.insert(msg(n)).map(|m| m.seq).ok(), Some(u64::from(n)));
         }
         assert_eq!(t.len(), 200);
         assert_eq!(t.get(&[7; 16]).map(|m| m.seq), Some(7));
         t.get_mut(&[7; 16]).unwrap().retry_count = 2;
         let mut again = msg(7);
         again.seq = 700;
-        assert_eq!(t.insert(again).map(|m| m.retry_count), Some(2));
-        assert_eq!((t.len(), t.get(&[7; 16]).map(|m| m.seq)), (200, Some(700)));
+        assert_eq!(t.insert(again).err().map(|m| m.seq), Some(700), "refused");
+        assert_eq!((t.len(), t.get(&[7; 16]).map(|m| m.retry_count)), (200, Some(2)));
         assert_eq!(t.remove(&[9; 16]).map(|m| m.seq), Some(9));
         assert!(t.remove(&[9; 16]).is_none() && t.get(&[9; 16]).is_none());
         assert_eq!(t.values().count(), 199);
