@@ -10,7 +10,7 @@ use super::index::{ReadyIndex, ReadyKey};
 use super::limits::{message_cost, MemoryGauge};
 use super::payload::{inline_payload, Payload, Spill};
 use super::record::{MsgId, PublishedMessage, Record, SnapshotDeadLetter, SnapshotMessage};
-use super::table::MessageTable;
+use super::table::{MessageTable, Slot};
 use super::types::{Ordering, Priority, QueueConfig};
 use crate::wal::LogLoc;
 
@@ -79,17 +79,18 @@ pub struct QueueState {
     pub qid: u64,
     pub name: String,
     pub config: QueueConfig,
-    // Limitation: about 180 bytes of RSS per queued message at a million whose payload is
-    // left in the log (more when payloads are held in RAM): this table's bucket (17 bytes,
-    // in a table at most 7/8 full: 36 a message at a million), the boxed message (96 bytes
-    // as allocated) and its ready-index entry (41 bytes in the sorted run; a skip-list node,
-    // 64 to 96 bytes, in a queue under 65,536 ready and for up to an eighth of a larger one,
-    // those made ready since the last merge). Boxed, so that the half-empty table a doubling
-    // leaves costs 17 bytes a bucket, not about 100. Replay rebuilds the table and the boxes
-    // message by message, which is most of the restart time.
+    /// The messages, in slots of one array (the slab), by id. At a million queued, whose
+    /// payloads are left in the log, a message costs about 145 bytes of RSS: its slot (88),
+    /// its share of the id table (10.5: a 4-byte slot number and a control byte, in a table
+    /// at most 7/8 full) and its ready-index entry (33 in the sorted run; a skip-list node,
+    /// 40 bytes and 8 a tower level, in a queue under 65,536 ready and for up to an eighth
+    /// of a larger one, those made ready since the last merge). A payload held in RAM adds
+    /// its bytes.
+    /// Requirements: PER-0033
     msgs: MessageTable,
-    /// Ready (unlocked) messages by delivery order.
-    ready: ReadyIndex<MsgId>,
+    /// Ready (unlocked) messages by delivery order, by slot in `msgs` (4 bytes where an id
+    /// takes 16: a run entry is 32 bytes, not 40). Rebuilt when the slab moves its messages.
+    ready: ReadyIndex<Slot>,
     /// While replay runs, `ready` is left empty and built once at the end
     /// (`finish_replay`), by one sort: an insert per message into a skip list, in the random
     /// order of the log, missed the cache on every level (half of a restart's time).
@@ -188,7 +189,17 @@ impl QueueState {
     /// The next `max` ready messages in delivery order.
     /// Requirements: SCH-0011
     pub fn peek_ready(&self, max: usize) -> Vec<MsgId> {
-        self.ready.iter().take(max).collect()
+        self.ready_ids().take(max).collect()
+    }
+
+    /// Ids of the ready messages, in delivery order.
+    fn ready_ids(&self) -> impl Iterator<Item = MsgId> + '_ {
+        let found = self.ready.iter().filter_map(|i| {
+            let m = self.msgs.at(i);
+            debug_assert!(m.is_some(), "a ready slot without its message");
+            m
+        });
+        found.map(|m| m.id)
     }
 
     /// Locks whose deadline is at or before `now_ms`, earliest first.
@@ -331,24 +342,26 @@ impl QueueState {
     /// Requirements: PER-0031
     pub fn defer_ready_index(&mut self) {
         self.ready_deferred = self.ready.is_empty();
+        self.msgs.begin_replay();
     }
 
     /// Builds the ready index deferred by `defer_ready_index`: one sort.
     /// Requirements: PER-0031, PER-0032
     pub fn finish_replay(&mut self) {
+        self.msgs.end_replay();
         if std::mem::take(&mut self.ready_deferred) {
             self.ready = ReadyIndex::from_sorted(self.sorted_ready());
         }
     }
 
     /// The ready messages sorted by key, from the message table.
-    fn sorted_ready(&self) -> Vec<(ReadyKey, MsgId)> {
+    fn sorted_ready(&self) -> Vec<(ReadyKey, Slot)> {
         // Owned keys: sorting through references would chase a pointer per comparison.
-        let mut keys: Vec<(ReadyKey, MsgId)> = self
+        let mut keys: Vec<(ReadyKey, Slot)> = self
             .msgs
-            .values()
-            .filter(|m| m.lock.is_none())
-            .map(|m| (m.key(self.config.ordering), m.id))
+            .slotted()
+            .filter(|(_, m)| m.lock.is_none())
+            .map(|(i, m)| (m.key(self.config.ordering), i))
             .collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         keys
@@ -369,7 +382,7 @@ impl QueueState {
         let mut fx = Effect::default();
         match rec {
             Record::Published { msg, .. } => {
-                let m = Box::new(new_message(msg, spill));
+                let m = new_message(msg, spill);
                 self.charge(&m);
                 fx.became_ready = u64::from(self.insert_new(m));
             }
@@ -407,13 +420,13 @@ impl QueueState {
             Record::DeadLettered { id, at_ms, .. } => {
                 if let Some(m) = self.take(id) {
                     self.forget_payload(&m.payload);
-                    self.push_dead(DeadLetter { msg: *m, at_ms: *at_ms });
+                    self.push_dead(DeadLetter { msg: m, at_ms: *at_ms });
                 }
             }
             Record::Redriven { id, .. } => {
                 if let Some(k) = self.dead_index.remove(id) {
                     if let Some(dl) = self.dead.remove(&k) {
-                        let mut m = Box::new(dl.msg);
+                        let mut m = dl.msg;
                         m.lock = None;
                         m.retry_count = 0;
                         fx.became_ready = u64::from(self.insert_new(m));
@@ -422,7 +435,7 @@ impl QueueState {
             }
             Record::MessagesSnapshot { msgs, .. } => {
                 for snap in msgs {
-                    let m = Box::new(restored_message(snap, spill));
+                    let m = restored_message(snap, spill);
                     let ready = m.lock.is_none();
                     self.charge(&m);
                     // Locked copies count as duplicates too, as they do after a publish.
@@ -491,9 +504,10 @@ impl QueueState {
         // the index stays deferred: built now, it would take the rest of the log's messages
         // one insert at a time.
         let order: Vec<MsgId> = if self.ready_deferred {
-            self.sorted_ready().into_iter().map(|(_, id)| id).collect()
+            let sorted = self.sorted_ready().into_iter();
+            sorted.filter_map(|(_, i)| self.msgs.at(i)).map(|m| m.id).collect()
         } else {
-            self.ready.iter().collect()
+            self.ready_ids().collect()
         };
         // Every payload is in RAM here: the engine materializes a queue's payloads before
         // it logs this change (and replay before it applies it). One still in the log
@@ -540,7 +554,7 @@ impl QueueState {
     /// queue holds its id already (only a crafted log repeats one): it is dropped, and what
     /// it was charged given back.
     /// Requirements: SCH-0010
-    fn insert_new(&mut self, m: Box<Message>) -> bool {
+    fn insert_new(&mut self, m: Message) -> bool {
         let counts = self.dups.is_some();
         match self.insert(m) {
             Ok(m) => {
@@ -559,38 +573,43 @@ impl QueueState {
 
     /// Puts a message into the map and the index its lock state calls for; refuses (returns)
     /// one whose id the map holds, so that no index entry outlives its message.
-    fn insert(&mut self, m: Box<Message>) -> Result<&Message, Box<Message>> {
-        let m = self.msgs.insert(m)?;
+    fn insert(&mut self, m: Message) -> Result<&Message, Message> {
+        let (i, m) = self.msgs.insert(m)?;
         match &m.lock {
             Some(l) => {
                 self.locks.insert((l.deadline_ms, m.seq), m.id);
             }
             None if self.ready_deferred => {}
             None => {
-                self.ready.insert(m.key(self.config.ordering), m.id);
+                self.ready.insert(m.key(self.config.ordering), i);
             }
         }
         Ok(m)
     }
 
     /// Puts back a message `take` took out, changed.
-    fn put_back(&mut self, m: Box<Message>) {
+    fn put_back(&mut self, m: Message) {
         let refused = self.insert(m).is_err();
         debug_assert!(!refused, "a message taken out was still in the map");
     }
 
     /// Removes a message from the map and whichever index holds it. The duplicate set is
     /// left alone: callers that remove the message for good call `forget_payload`.
-    fn take(&mut self, id: &MsgId) -> Option<Box<Message>> {
-        let m = self.msgs.remove(id)?;
+    fn take(&mut self, id: &MsgId) -> Option<Message> {
+        let (i, m) = self.msgs.remove(id)?;
         match &m.lock {
             Some(l) => {
                 self.locks.remove(&(l.deadline_ms, m.seq));
             }
             None if self.ready_deferred => {}
             None => {
-                self.ready.remove(&m.key(self.config.ordering), &m.id);
+                self.ready.remove(&m.key(self.config.ordering), &i);
             }
+        }
+        // A compaction of the slab moves the messages the ready index names by slot: it is
+        // sorted again (a quarter of the slab at most, once per three quarters emptied).
+        if self.msgs.shrink() && !self.ready_deferred {
+            self.ready = ReadyIndex::from_sorted(self.sorted_ready());
         }
         Some(m)
     }
@@ -804,6 +823,55 @@ mod tests {
                     assert_eq!(replayed.peek_ready(usize::MAX), live.peek_ready(usize::MAX));
                     assert_eq!(replayed.ready_len(), live.ready_len());
                 }
+            }
+        }
+    }
+
+    // Verifies: PER-0033
+    /// Acks that empty three quarters of the slab move the messages left to other slots;
+    /// the ready index, which names them by slot, must still deliver them in key order, and
+    /// a locked message must go back to its place when it is nacked.
+    #[test]
+    fn a_compacted_slab_keeps_the_delivery_order() {
+        for ordering in [Ordering::MaxFirst, Ordering::MinFirst, Ordering::Fifo] {
+            for replaying in [false, true] {
+                let mut q = state(ordering, false);
+                if replaying {
+                    q.defer_ready_index();
+                }
+                let prio = |n: u64| Priority::Num((n * 7919) % 17);
+                for n in 1..=64 {
+                    q.apply(&publish(1, n, prio(n), "p"));
+                }
+                let lock = |n: u64| Record::Locked {
+                    qid: 1,
+                    id: id(n),
+                    consumer: "c".into(),
+                    token: n,
+                    deadline_ms: 9,
+                };
+                for n in (3..=64).step_by(16) {
+                    q.apply(&lock(n));
+                }
+                let kept = |n: &u64| n % 8 == 3 || n % 16 == 0;
+                for n in (1..=64).rev().filter(|n| !kept(n)) {
+                    q.apply(&Record::Acked { qid: 1, id: id(n) });
+                }
+                q.finish_replay();
+                assert!(q.msgs.slab_len() < 64, "no compaction ran");
+                let want = |q: &QueueState| {
+                    let mut ready: Vec<u64> = (1..=64)
+                        .filter(|n| kept(n) && q.get(&id(*n)).is_some_and(|m| m.lock.is_none()))
+                        .collect();
+                    ready.sort_by_key(|n| ReadyKey::new(ordering, &prio(*n), *n));
+                    ready.into_iter().map(id).collect::<Vec<_>>()
+                };
+                assert_eq!((q.len(), q.ready_len()), (12, 8));
+                assert_eq!(q.peek_ready(usize::MAX), want(&q), "{ordering:?} {replaying}");
+                q.apply(&Record::Nacked { qid: 1, id: id(19) });
+                q.apply(&Record::Acked { qid: 1, id: id(27) });
+                assert_eq!(q.ready_len(), 8);
+                assert_eq!(q.peek_ready(usize::MAX), want(&q), "{ordering:?} {replaying}");
             }
         }
     }
