@@ -83,8 +83,8 @@ pub struct QueueState {
     /// payloads are left in the log, a message costs about 145 bytes of RSS: its slot (88),
     /// its share of the id table (10.5: a 4-byte slot number and a control byte, in a table
     /// at most 7/8 full) and its ready-index entry (33 in the sorted run; a skip-list node,
-    /// 40 bytes and 8 a tower level, in a queue under 65,536 ready and for up to an eighth
-    /// of a larger one, those made ready since the last merge). A payload held in RAM adds
+    /// 40 bytes and 8 a tower level, in a queue under 32,768 ready and for up to a
+    /// sixteenth of a larger one, those made ready since the last merge). A payload held in RAM adds
     /// its bytes.
     /// Requirements: PER-0033
     msgs: MessageTable,
