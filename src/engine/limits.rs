@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::error::EngineError;
 use super::payload::stays_in_log;
 use super::queue::QueueState;
+use super::table::MAX_MESSAGES;
 use super::types::{NewMessage, Priority};
 use super::Result;
 
@@ -128,8 +129,12 @@ impl Limits {
                 )));
             }
         }
-        let limit = self.max_messages_per_queue as u64;
-        if limit > 0 && state.len() + msgs.len() as u64 > limit {
+        // A queue's table holds at most `MAX_MESSAGES`, whatever the setting.
+        let limit = match self.max_messages_per_queue {
+            0 => MAX_MESSAGES,
+            n => n.min(MAX_MESSAGES),
+        } as u64;
+        if state.len() + msgs.len() as u64 > limit {
             return Err(EngineError::QueueFull(format!(
                 "queue '{}' holds {} messages; its limit is {limit}",
                 state.name,

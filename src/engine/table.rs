@@ -8,6 +8,13 @@ use hashbrown::hash_table::{Entry, HashTable};
 use super::queue::Message;
 use super::record::MsgId;
 
+/// The most messages one table holds: every slot number is below `u32::MAX`.
+pub const MAX_MESSAGES: usize = u32::MAX as usize;
+
+/// A slab of at most this many slots is kept when the last message leaves: a queue that
+/// holds a message or two at a time does not allocate it again for every one.
+const KEEP_EMPTY: usize = 64;
+
 /// A slab this long or longer is compacted once three quarters of its slots are empty.
 /// (Small in tests, so that they compact.)
 #[cfg(not(test))]
@@ -23,9 +30,9 @@ const COMPACT_MIN: usize = 8;
 /// The table keeps no hash: growing it rehashes each id from its slot, a read out of order
 /// that a stored hash would save at 8 bytes a bucket more.
 /// Requirements: PER-0033
-// Limitation: a queue holds fewer than 2^32 messages (the slot number is 32 bits); past
-// that an insert is refused as a repeated id would be. At the memory limit's charge of 256
-// bytes a message, that takes a limit above 1 TiB.
+// Limitation: a queue holds at most `MAX_MESSAGES` (the slot number is 32 bits). A publish
+// past it is refused (`Limits::check_publish`); a redrive or a checkpoint's message past it
+// would be dropped as a repeated id is, which takes 4 billion messages, over 350 GB of RAM.
 #[derive(Default)]
 pub struct MessageTable {
     table: HashTable<u32>,
@@ -101,7 +108,7 @@ impl MessageTable {
         let i = match free.pop() {
             Some(i) => i,
             None => match u32::try_from(slots.len()) {
-                Ok(i) if i < u32::MAX => {
+                Ok(i) if (i as usize) < MAX_MESSAGES => {
                     slots.push(None);
                     i
                 }
@@ -130,8 +137,8 @@ impl MessageTable {
         Some((i, m))
     }
 
-    /// Gives memory back as the table empties: all of it when the last message leaves (a
-    /// small slab is kept, for a queue that holds a message or two at a time), and once
+    /// Gives memory back as the table empties: all of it when the last message leaves (but
+    /// a slab of up to `KEEP_EMPTY` slots), and once
     /// three quarters of a large slab is empty, a copy of the rest side by side. A drained
     /// queue so gives back its slab as it goes, and copies no more than it dropped.
     /// Returns true when messages moved to other slots: a slot kept elsewhere is stale.
@@ -140,7 +147,7 @@ impl MessageTable {
     // million messages and is down to a quarter of a million.
     pub fn shrink(&mut self) -> bool {
         let live = self.table.len();
-        if live == 0 && self.slots.capacity() <= COMPACT_MIN {
+        if live == 0 && self.slots.capacity() <= KEEP_EMPTY {
             self.slots.clear();
             self.free.clear();
             false
@@ -253,7 +260,7 @@ mod tests {
         assert_eq!(t.len(), 0);
     }
 
-    // Verifies: PER-0032
+    // Verifies: PER-0033
     #[test]
     fn a_slab_emptied_to_a_quarter_is_compacted_and_finds_every_message() {
         let mut t = MessageTable::default();
@@ -284,8 +291,36 @@ mod tests {
             t.shrink();
         }
         assert_eq!((t.len(), t.values().count()), (0, 0));
-        assert!(t.slots.capacity() <= COMPACT_MIN, "given back: {}", t.slots.capacity());
+        assert!(t.slots.capacity() <= KEEP_EMPTY, "given back: {}", t.slots.capacity());
         assert!(t.insert(msg(3)).is_ok() && t.get(&[3; 16]).is_some());
+    }
+
+    // Verifies: PER-0033
+    /// While a restart replays, growing the table reads each hash from beside the slab: the
+    /// hashes must follow the messages through a compaction and through reused slots.
+    #[test]
+    fn replay_hashes_follow_the_slots_through_compaction_and_growth() {
+        let mut t = MessageTable::default();
+        t.begin_replay();
+        for n in 0..64 {
+            assert!(t.insert(msg(n)).is_ok());
+        }
+        for n in (0..64).filter(|n| n % 8 != 0) {
+            assert!(t.remove(&[n; 16]).is_some());
+            t.shrink();
+        }
+        assert_eq!(t.slab_len(), 16, "compacted once, at 16 left");
+        // The table grows several times past what it held, reading the stored hashes.
+        for n in 64..=255 {
+            assert!(t.insert(msg(n)).is_ok());
+        }
+        for n in 0..=255u8 {
+            let want = (n >= 64 || n % 8 == 0).then_some(u64::from(n));
+            assert_eq!(t.get(&[n; 16]).map(|m| m.seq), want, "{n}");
+        }
+        t.end_replay();
+        assert!(t.remove(&[70; 16]).is_some() && t.insert(msg(70)).is_ok());
+        assert_eq!(t.get(&[70; 16]).map(|m| m.seq), Some(70));
     }
 
     // A queued message is a slot of the slab: a field that grows it past 88 bytes costs a
