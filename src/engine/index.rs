@@ -76,19 +76,24 @@ impl PartialOrd for ReadyKey {
     }
 }
 
-/// A queue's ready messages in delivery order: a skip list that takes every message that
-/// becomes ready, in front of which sits one sorted array (the run). Delivery takes from
-/// whichever of the two holds the smaller key. The run is only ever shortened, but for two
-/// events that rebuild it: a restart sorts the messages it replayed into it (one sort
-/// instead of a skip-list insert per message, two fifths of a restart's time at a
-/// million), and a skip list grown past `FOLD_MIN` and a sixteenth of the run is merged into
-/// it. An insert into a skip list of a million misses the cache on most of its levels (40%
-/// of the CPU a batch publish costs); a merge reads at most 17 entries for each it adds,
-/// sequentially. A message in the run takes 33 bytes of index (a queue's index names its
-/// messages by 4-byte slot), one in the skip list a node of 40 bytes and 8 a tower level.
+/// A queue's ready messages in delivery order: a small skip list that takes every message
+/// that becomes ready, and two sorted arrays (runs) behind it, in three levels as in a
+/// log-structured merge tree. Delivery takes from whichever holds the smallest key. A run is
+/// only ever shortened, but for the events that rebuild it: a restart sorts the messages it
+/// replayed into the main run (one sort instead of a skip-list insert per message, two
+/// fifths of a restart's time at a million); a skip list of `LIST_MAX` entries is merged
+/// into the middle run; and a middle run grown past `FOLD_MIN` and a sixteenth of the main
+/// run is merged into that. An insert into a skip list of a million misses the cache on most
+/// of its levels, and one of tens of thousands still on many (a fifth of the CPU a batch
+/// publish costs); a skip list of 4,096 stays in the cache, and a merge reads its entries
+/// in order: at most 17 for each it adds to the main run, and about 8 to the middle one. A
+/// message in a run takes 33 bytes of index (a queue's index names its messages by 4-byte
+/// slot), one in the skip list a node of 40 bytes and 8 a tower level.
 /// Requirements: PER-0031, PER-0032
 pub struct ReadyIndex<V> {
     list: SkipMap<ReadyKey, V>,
+    /// What the skip list gave up since the last merge into `run`.
+    mid: Run<V>,
     run: Run<V>,
 }
 
@@ -116,11 +121,10 @@ const RUN_TRIM_MIN: usize = 4096;
 #[cfg(test)]
 const RUN_TRIM_MIN: usize = 4;
 
-/// The skip list is merged into the run once it holds this many entries and a
-/// `FOLD_SHARE`th of the run's array: a merge then reads at most 17 entries for each it
+/// The middle run is merged into the main one once it holds this many entries and a
+/// `FOLD_SHARE`th of the main run's array: a merge then reads at most 17 entries for each it
 /// adds, and stays a few milliseconds for queues of a few hundred thousand. (A sixteenth, not
-/// an eighth: a skip list half as long costs a batch publish about 5% less CPU, and a
-/// million queued 5 bytes less a message, for twice the merges.)
+/// an eighth: a million queued take 5 bytes less a message, for twice the merges.)
 // Limitation: the merge, done under the queue's lock, pauses the queue's other requests for
 // a time that grows with the queue: about 25 ms at a million ready, once per 62,500
 // messages made ready.
@@ -129,6 +133,13 @@ const FOLD_MIN: usize = 1 << 15;
 #[cfg(test)]
 const FOLD_MIN: usize = 8;
 const FOLD_SHARE: usize = 16;
+
+/// The skip list is merged into the middle run once it holds this many entries: few enough
+/// that its nodes stay in the cache.
+#[cfg(not(test))]
+const LIST_MAX: usize = 1 << 12;
+#[cfg(test)]
+const LIST_MAX: usize = 3;
 
 impl<V: Copy + PartialEq + Send + 'static> Run<V> {
     fn from_sorted(entries: Vec<(ReadyKey, V)>) -> Run<V> {
@@ -194,26 +205,47 @@ impl<V: Copy + PartialEq + Send + 'static> Run<V> {
     }
 }
 
-/// Whether a run entry of key `run` comes before a skip-list entry of key `list`: on a tie
-/// (only a crafted log's repeated keys make one) the run's, which was there first.
-fn run_first(run: &ReadyKey, list: &ReadyKey) -> bool {
-    run <= list
+/// Whether an entry of key `older`, in a lower level (the main run below the middle run,
+/// a run below the skip list), comes before one of key `newer` in a higher level: on a tie
+/// (only a crafted log's repeated keys make one) the lower's, which was there first.
+fn run_first(older: &ReadyKey, newer: &ReadyKey) -> bool {
+    older <= newer
+}
+
+/// Two sorted sequences as one, `older` first on ties.
+fn merged<'a, V: 'a>(
+    older: impl Iterator<Item = (&'a ReadyKey, V)>,
+    newer: impl Iterator<Item = (&'a ReadyKey, V)>,
+) -> impl Iterator<Item = (&'a ReadyKey, V)> {
+    let (mut older, mut newer) = (older.peekable(), newer.peekable());
+    std::iter::from_fn(move || {
+        let from_older = match (older.peek(), newer.peek()) {
+            (Some((a, _)), Some((b, _))) => run_first(a, b),
+            (a, _) => a.is_some(),
+        };
+        if from_older {
+            older.next()
+        } else {
+            newer.next()
+        }
+    })
 }
 
 impl<V: Copy + PartialEq + Send + 'static> Default for ReadyIndex<V> {
     fn default() -> Self {
-        ReadyIndex { list: SkipMap::new(), run: Run::default() }
+        ReadyIndex { list: SkipMap::new(), mid: Run::default(), run: Run::default() }
     }
 }
 
 impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
     /// An index holding `entries`, which must be sorted by key: what a restart replayed.
     pub fn from_sorted(entries: Vec<(ReadyKey, V)>) -> ReadyIndex<V> {
-        ReadyIndex { list: SkipMap::new(), run: Run::from_sorted(entries) }
+        let run = Run::from_sorted(entries);
+        ReadyIndex { list: SkipMap::new(), mid: Run::default(), run }
     }
 
     pub fn len(&self) -> usize {
-        self.list.len() + self.run.live
+        self.list.len() + self.mid.live + self.run.live
     }
 
     pub fn is_empty(&self) -> bool {
@@ -222,27 +254,73 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
 
     pub fn insert(&mut self, key: ReadyKey, value: V) {
         self.list.insert(key, value);
-        // Against the run's length, gone entries included: what a merge reads.
-        if self.list.len() >= FOLD_MIN.max(self.run.entries.len() / FOLD_SHARE) {
-            self.fold();
+        if self.list.len() < LIST_MAX {
+            return;
+        }
+        // Taken out forwards: a skip list walked backwards searches for every step.
+        let list = std::mem::replace(&mut self.list, SkipMap::new());
+        self.mid.merge(list.into_iter().collect());
+        // Against the lengths, gone entries included: what a merge reads.
+        if self.mid.entries.len() >= FOLD_MIN.max(self.run.entries.len() / FOLD_SHARE) {
+            let mid = std::mem::take(&mut self.mid);
+            self.run.merge(mid.into_live());
         }
     }
 
-    /// Merges the skip list into the run, in the run's own array (`Run::compact`), filled
-    /// from the back.
-    fn fold(&mut self) {
-        let list = std::mem::replace(&mut self.list, SkipMap::new());
+    /// Removes the entry of `key`, which should hold `value`.
+    pub fn remove(&mut self, key: &ReadyKey, value: &V) {
+        if !self.run.remove_if_within(key, value) && !self.mid.remove_if_within(key, value) {
+            self.list.remove(key);
+        }
+    }
+
+    /// Values in delivery order: the runs and the skip list merged by key.
+    pub fn iter(&self) -> impl Iterator<Item = V> + '_ {
+        let mut runs = merged(self.run.iter(), self.mid.iter()).peekable();
+        let mut list = self.list.iter().peekable();
+        std::iter::from_fn(move || {
+            let from_runs = match (runs.peek(), list.peek()) {
+                (Some((a, _)), Some(b)) => run_first(a, b.key()),
+                (r, _) => r.is_some(),
+            };
+            if from_runs {
+                runs.next().map(|(_, v)| v)
+            } else {
+                list.next().map(|e| *e.value())
+            }
+        })
+    }
+}
+
+impl<V: Copy + PartialEq + Send + 'static> Run<V> {
+    /// The live entries, in order.
+    fn into_live(self) -> Vec<(ReadyKey, V)> {
+        let gone = self.gone;
+        let live = self.entries.into_iter().zip(gone).filter(|(_, gone)| !gone);
+        live.map(|(e, _)| e).collect()
+    }
+
+    /// Marks the live entry `(key, value)` gone, when this run's keys reach `key`; false
+    /// when there is none. Past its last key (a FIFO queue's later messages, say) no search
+    /// is needed.
+    fn remove_if_within(&mut self, key: &ReadyKey, value: &V) -> bool {
+        let within = self.entries.last().is_some_and(|(last, _)| key <= last);
+        within && self.remove(key, value)
+    }
+
+    /// Merges `from`, sorted, into this run, in its own array (`Run::compact`), filled from
+    /// the back; this run's entries go first on ties.
+    fn merge(&mut self, from: Vec<(ReadyKey, V)>) {
         // Placeholders for the slots the merge fills; no key is cheaper to copy.
-        let filler = match list.front() {
-            Some(e) => (ReadyKey::Num { rank: 0, seq: 0 }, *e.value()),
+        let filler = match from.first() {
+            Some(e) => (ReadyKey::Num { rank: 0, seq: 0 }, e.1),
             None => return,
         };
-        let run = &mut self.run;
-        run.compact(list.len());
+        let mut from_list = from;
+        let run = self;
+        run.compact(from_list.len());
         let mut r = run.entries.len();
-        run.entries.resize(r + list.len(), filler);
-        // Taken out forwards: a skip list walked backwards searches for every step.
-        let mut from_list = list.into_iter().collect::<Vec<_>>();
+        run.entries.resize(r + from_list.len(), filler);
         for w in (0..run.entries.len()).rev() {
             // Backwards, a run entry goes first where it would come after.
             let take_run = match from_list.last() {
@@ -260,32 +338,6 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
         run.gone.resize(run.entries.len(), false);
         run.live = run.entries.len();
         debug_assert!(run.entries.windows(2).all(|w| w[0].0 <= w[1].0), "an unsorted merge");
-    }
-
-    /// Removes the entry of `key`, which should hold `value`.
-    pub fn remove(&mut self, key: &ReadyKey, value: &V) {
-        // Past the run's last key (a FIFO queue's later messages, say) no search is needed.
-        let in_run = self.run.entries.last().is_some_and(|(last, _)| key <= last);
-        if !in_run || !self.run.remove(key, value) {
-            self.list.remove(key);
-        }
-    }
-
-    /// Values in delivery order: the run and the skip list merged by key.
-    pub fn iter(&self) -> impl Iterator<Item = V> + '_ {
-        let mut run = self.run.iter().peekable();
-        let mut list = self.list.iter().peekable();
-        std::iter::from_fn(move || {
-            let from_run = match (run.peek(), list.peek()) {
-                (Some((a, _)), Some(b)) => run_first(a, b.key()),
-                (r, _) => r.is_some(),
-            };
-            if from_run {
-                run.next().map(|(_, v)| v)
-            } else {
-                list.next().map(|e| *e.value())
-            }
-        })
     }
 }
 
@@ -362,7 +414,7 @@ mod tests {
     proptest! {
         // Verifies: PER-0032
         #[test]
-        fn a_run_and_a_skip_list_deliver_as_one_ordered_map(
+        fn the_runs_and_the_skip_list_deliver_as_one_ordered_map(
             ranks in proptest::collection::vec(0u64..20, 0..200),
             ops in ops(),
         ) {
@@ -397,9 +449,12 @@ mod tests {
                 let want: Vec<u64> = model.values().copied().collect();
                 prop_assert_eq!(index.iter().collect::<Vec<_>>(), want);
                 prop_assert_eq!(index.len(), model.len());
-                // An insert folds a grown skip list into the run.
+                // An insert merges a grown skip list into the middle run, and a grown middle
+                // run into the main one.
                 if matches!(op, Op::Insert(_) | Op::Requeue(_)) {
-                    prop_assert!(index.list.len() < FOLD_MIN.max(index.run.entries.len() / 8));
+                    prop_assert!(index.list.len() < LIST_MAX);
+                    let mid_max = FOLD_MIN.max(index.run.entries.len() / FOLD_SHARE);
+                    prop_assert!(index.mid.entries.len() < mid_max);
                 }
             }
         }
@@ -428,12 +483,19 @@ mod tests {
     fn a_merge_keeps_the_run_first_on_ties_and_text_keys_in_order() {
         let mut index = ReadyIndex::from_sorted(vec![(rank(1, 1), 10), (rank(1, 1), 11)]);
         index.insert(rank(1, 1), 12);
-        for s in 2..FOLD_MIN as u64 + 1 {
+        for s in 2..LIST_MAX as u64 + 1 {
             index.insert(rank(2, s), 100 + s);
         }
-        assert!(index.list.is_empty(), "merged");
-        let got: Vec<u64> = index.iter().take(4).collect();
-        assert_eq!(got, vec![10, 11, 12, 102]);
+        assert!(index.list.is_empty() && index.mid.live == LIST_MAX, "merged into the middle");
+        index.insert(rank(1, 1), 13);
+        // One tied key in each level: the lowest first.
+        assert_eq!(index.iter().take(5).collect::<Vec<_>>(), vec![10, 11, 12, 13, 102]);
+        let mut s = LIST_MAX as u64 + 1;
+        while index.mid.live + index.list.len() > 0 {
+            index.insert(rank(2, s), 100 + s);
+            s += 1;
+        }
+        assert_eq!(index.iter().take(5).collect::<Vec<_>>(), vec![10, 11, 12, 13, 102]);
         index.remove(&rank(1, 1), &11);
         assert_eq!(index.iter().take(2).collect::<Vec<_>>(), vec![10, 12]);
 
@@ -443,7 +505,7 @@ mod tests {
         for (i, w) in words.iter().enumerate() {
             index.insert(text(w, 3 + i as u64), 3 + i as u64);
         }
-        assert!(index.list.is_empty(), "merged");
+        assert_eq!((index.mid.live, index.list.len()), (6, 2), "two merges into the middle");
         // MaxFirst: bytes in reverse, then publish order.
         let got: Vec<u64> = index.iter().collect();
         assert_eq!(got, vec![3, 8, 6, 10, 1, 5, 2, 9, 7, 4]);

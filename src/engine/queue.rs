@@ -82,11 +82,11 @@ pub struct QueueState {
     /// The messages, in slots of one array (the slab), by id. At a million queued, whose
     /// payloads are left in the log, a message costs about 140 bytes of RSS: its slot (88),
     /// its share of the id table (10.5: a 4-byte slot number and a control byte, in a table
-    /// at most 7/8 full) and its ready-index entry (33 in the sorted run; a skip-list node,
-    /// 40 bytes and 8 a tower level, in a queue under 32,768 ready and for up to a
-    /// sixteenth of a larger one, those made ready since the last merge). A payload held in
-    /// RAM adds its bytes, a 16-byte reference-count header and the allocator's rounding,
-    /// and with duplicates off an entry in the duplicate set.
+    /// at most 7/8 full) and its ready-index entry (33 in a sorted run; a skip-list node,
+    /// 40 bytes and 8 a tower level, for the fewer than 4,096 made ready since the skip
+    /// list was last merged). A payload held in RAM adds its bytes, a 16-byte
+    /// reference-count header and the allocator's rounding, and with duplicates off an
+    /// entry in the duplicate set.
     /// Requirements: PER-0033
     msgs: MessageTable,
     /// Ready (unlocked) messages by delivery order, by slot in `msgs` (4 bytes where an id
