@@ -82,13 +82,14 @@ impl PartialOrd for ReadyKey {
 /// only ever shortened, but for the events that rebuild it: a restart sorts the messages it
 /// replayed into the main run (one sort instead of a skip-list insert per message, two
 /// fifths of a restart's time at a million); a skip list of `LIST_MAX` entries is merged
-/// into the middle run; and a middle run grown past `FOLD_MIN` and a sixteenth of the main
-/// run is merged into that. An insert into a skip list of a million misses the cache on most
-/// of its levels, and one of tens of thousands still on many (a fifth of the CPU a batch
-/// publish costs); a skip list of 4,096 stays in the cache, and a merge reads its entries
-/// in order: at most 17 for each it adds to the main run, and about 8 to the middle one. A
-/// message in a run takes 33 bytes of index (a queue's index names its messages by 4-byte
-/// slot), one in the skip list a node of 40 bytes and 8 a tower level.
+/// into the middle run; and a middle run grown to `mid_max` is merged into the main one.
+/// An insert into a skip list of a million misses the cache on most of its levels, and one
+/// of tens of thousands still on many (a fifth of the CPU a batch publish costs); a skip
+/// list of 4,096 (about 250 KB) stays in the second-level cache, and a merge reads its
+/// entries in order: about 11 for each it adds, to each run, at a million ready, and
+/// sqrt(N / 8,192) at N. A message in a run takes 33 bytes of index (a queue's index names
+/// its messages by 4-byte slot), one in the skip list a node of 40 bytes and 8 a tower
+/// level.
 /// Requirements: PER-0031, PER-0032
 pub struct ReadyIndex<V> {
     list: SkipMap<ReadyKey, V>,
@@ -121,18 +122,23 @@ const RUN_TRIM_MIN: usize = 4096;
 #[cfg(test)]
 const RUN_TRIM_MIN: usize = 4;
 
-/// The middle run is merged into the main one once it holds this many entries and a
-/// `FOLD_SHARE`th of the main run's array: a merge then reads at most 17 entries for each it
-/// adds, and stays a few milliseconds for queues of a few hundred thousand. (A sixteenth, not
-/// an eighth: a million queued take 5 bytes less a message, for twice the merges.)
-// Limitation: the merge, done under the queue's lock, pauses the queue's other requests for
-// a time that grows with the queue: about 25 ms at a million ready, once per 62,500
-// messages made ready.
+/// The middle run is merged into the main one once it holds at least this many entries
+/// (`mid_max`): a merge stays a few milliseconds for queues of a few hundred thousand.
+// Limitation: the merges, done under the queue's lock, pause the queue's other requests for
+// a time that grows with the queue: the main one about 25 ms at a million ready, once per
+// 90,000 messages made ready; the middle one about 1 ms there, once per 4,096.
 #[cfg(not(test))]
 const FOLD_MIN: usize = 1 << 15;
 #[cfg(test)]
 const FOLD_MIN: usize = 8;
-const FOLD_SHARE: usize = 16;
+
+/// How long the middle run may grow before it is merged into a main run of `run_len`
+/// entries: sqrt(2 · `LIST_MAX` · `run_len`), which makes the two merges read about as many
+/// entries for each message added (`mid_max / (2 · LIST_MAX)` and `run_len / mid_max`) and
+/// their sum the least; at least `FOLD_MIN`.
+fn mid_max(run_len: usize) -> usize {
+    FOLD_MIN.max((2 * LIST_MAX).saturating_mul(run_len).isqrt())
+}
 
 /// The skip list is merged into the middle run once it holds this many entries: few enough
 /// that its nodes stay in the cache.
@@ -261,7 +267,7 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
         let list = std::mem::replace(&mut self.list, SkipMap::new());
         self.mid.merge(list.into_iter().collect());
         // Against the lengths, gone entries included: what a merge reads.
-        if self.mid.entries.len() >= FOLD_MIN.max(self.run.entries.len() / FOLD_SHARE) {
+        if self.mid.entries.len() >= mid_max(self.run.entries.len()) {
             let mid = std::mem::take(&mut self.mid);
             self.run.merge(mid.into_live());
         }
@@ -449,12 +455,14 @@ mod tests {
                 let want: Vec<u64> = model.values().copied().collect();
                 prop_assert_eq!(index.iter().collect::<Vec<_>>(), want);
                 prop_assert_eq!(index.len(), model.len());
-                // An insert merges a grown skip list into the middle run, and a grown middle
-                // run into the main one.
+                // An insert merges a grown skip list into the middle run, and then a grown
+                // middle run into the main one (a removal that shrinks the main run leaves
+                // the middle one as it is until then).
                 if matches!(op, Op::Insert(_) | Op::Requeue(_)) {
                     prop_assert!(index.list.len() < LIST_MAX);
-                    let mid_max = FOLD_MIN.max(index.run.entries.len() / FOLD_SHARE);
-                    prop_assert!(index.mid.entries.len() < mid_max);
+                    if index.list.is_empty() {
+                        prop_assert!(index.mid.entries.len() < mid_max(index.run.entries.len()));
+                    }
                 }
             }
         }
@@ -488,8 +496,17 @@ mod tests {
         }
         assert!(index.list.is_empty() && index.mid.live == LIST_MAX, "merged into the middle");
         index.insert(rank(1, 1), 13);
-        // One tied key in each level: the lowest first.
+        // One tied key in each level: the lowest first; a removal finds the value's level.
         assert_eq!(index.iter().take(5).collect::<Vec<_>>(), vec![10, 11, 12, 13, 102]);
+        let mut removed = ReadyIndex::from_sorted(vec![(rank(1, 1), 10), (rank(1, 1), 11)]);
+        for (key, value) in [(rank(1, 1), 12), (rank(2, 2), 102), (rank(2, 3), 103)] {
+            removed.insert(key, value);
+        }
+        removed.insert(rank(1, 1), 13);
+        removed.remove(&rank(1, 1), &12);
+        assert_eq!(removed.iter().take(4).collect::<Vec<_>>(), vec![10, 11, 13, 102]);
+        removed.remove(&rank(1, 1), &13);
+        assert_eq!(removed.iter().take(3).collect::<Vec<_>>(), vec![10, 11, 102]);
         let mut s = LIST_MAX as u64 + 1;
         while index.mid.live + index.list.len() > 0 {
             index.insert(rank(2, s), 100 + s);
@@ -524,14 +541,29 @@ mod tests {
             index.insert(rank(1, s), s);
         }
         let mut left = index.len();
+        let held = |r: &Run<u64>| r.entries.capacity().max(r.gone.capacity());
         for s in (0..n).chain(n..n + 60) {
-            let held = index.run.entries.capacity().max(index.run.gone.capacity());
+            let held = held(&index.run) + held(&index.mid);
             assert!(held <= 2 * left + FOLD_MIN.max(RUN_TRIM_MIN), "{held} held for {left}");
             let before = index.len();
             index.remove(&rank(u64::from(s >= n), s), &s);
             left -= before - index.len();
         }
         assert_eq!(index.len(), 0);
+    }
+
+    // Verifies: PER-0032
+    #[test]
+    fn a_drained_middle_run_gives_its_memory_back() {
+        let mut index = ReadyIndex::from_sorted((0..1000).map(|s| (rank(0, s), s)).collect());
+        for s in 1000..1060 {
+            index.insert(rank(1, s), s);
+        }
+        assert!(index.mid.live > 0, "the middle run holds some");
+        for s in 1000..1060 {
+            index.remove(&rank(1, s), &s);
+        }
+        assert_eq!((index.len(), index.mid.entries.capacity()), (1000, 0));
     }
 
     // Verifies: PER-0032
