@@ -92,7 +92,10 @@ impl PartialOrd for ReadyKey {
 /// level.
 /// Requirements: PER-0031, PER-0032
 pub struct ReadyIndex<V> {
-    list: SkipMap<ReadyKey, V>,
+    /// Keyed by value too: a crafted log may repeat a key, and a skip list keeps one entry a
+    /// key (an insert of a second would replace the first, whose message would then never
+    /// be delivered).
+    list: SkipMap<(ReadyKey, V), ()>,
     /// What the skip list gave up since the last merge into `run`.
     mid: Run<V>,
     run: Run<V>,
@@ -237,13 +240,13 @@ fn merged<'a, V: 'a>(
     })
 }
 
-impl<V: Copy + PartialEq + Send + 'static> Default for ReadyIndex<V> {
+impl<V: Copy + Ord + Send + 'static> Default for ReadyIndex<V> {
     fn default() -> Self {
         ReadyIndex { list: SkipMap::new(), mid: Run::default(), run: Run::default() }
     }
 }
 
-impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
+impl<V: Copy + Ord + Send + 'static> ReadyIndex<V> {
     /// An index holding `entries`, which must be sorted by key: what a restart replayed.
     pub fn from_sorted(entries: Vec<(ReadyKey, V)>) -> ReadyIndex<V> {
         let run = Run::from_sorted(entries);
@@ -259,13 +262,13 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
     }
 
     pub fn insert(&mut self, key: ReadyKey, value: V) {
-        self.list.insert(key, value);
+        self.list.insert((key, value), ());
         if self.list.len() < LIST_MAX {
             return;
         }
         // Taken out forwards: a skip list walked backwards searches for every step.
         let list = std::mem::replace(&mut self.list, SkipMap::new());
-        self.mid.merge(list.into_iter().collect());
+        self.mid.merge(list.into_iter().map(|(entry, ())| entry).collect());
         // Against the lengths, gone entries included: what a merge reads.
         if self.mid.entries.len() >= mid_max(self.run.entries.len()) {
             let mid = std::mem::take(&mut self.mid);
@@ -276,7 +279,7 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
     /// Removes the entry of `key`, which should hold `value`.
     pub fn remove(&mut self, key: &ReadyKey, value: &V) {
         if !self.run.remove_if_within(key, value) && !self.mid.remove_if_within(key, value) {
-            self.list.remove(key);
+            self.list.remove(&(key.clone(), *value));
         }
     }
 
@@ -286,13 +289,13 @@ impl<V: Copy + PartialEq + Send + 'static> ReadyIndex<V> {
         let mut list = self.list.iter().peekable();
         std::iter::from_fn(move || {
             let from_runs = match (runs.peek(), list.peek()) {
-                (Some((a, _)), Some(b)) => run_first(a, b.key()),
+                (Some((a, _)), Some(b)) => run_first(a, &b.key().0),
                 (r, _) => r.is_some(),
             };
             if from_runs {
                 runs.next().map(|(_, v)| v)
             } else {
-                list.next().map(|e| *e.value())
+                list.next().map(|e| e.key().1)
             }
         })
     }
@@ -564,6 +567,19 @@ mod tests {
             index.remove(&rank(1, s), &s);
         }
         assert_eq!((index.len(), index.mid.entries.capacity()), (1000, 0));
+    }
+
+    // Verifies: PER-0032
+    #[test]
+    fn a_repeated_key_in_the_skip_list_keeps_both_and_is_removed_by_its_value() {
+        let mut index = ReadyIndex::default();
+        index.insert(rank(1, 1), 11);
+        index.insert(rank(1, 1), 10);
+        assert_eq!((index.len(), index.iter().collect::<Vec<_>>()), (2, vec![10, 11]));
+        index.remove(&rank(1, 1), &11);
+        assert_eq!(index.iter().collect::<Vec<_>>(), vec![10]);
+        index.remove(&rank(1, 1), &10);
+        assert!(index.is_empty());
     }
 
     // Verifies: PER-0032
