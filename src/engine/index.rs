@@ -212,6 +212,52 @@ impl<V: Copy + PartialEq + Send + 'static> Run<V> {
         let live = self.entries[self.head..].iter().zip(&self.gone[self.head..]);
         live.filter(|(_, gone)| !**gone).map(|((k, v), _)| (k, *v))
     }
+
+    /// The live entries, in order.
+    fn into_live(self) -> Vec<(ReadyKey, V)> {
+        let gone = self.gone;
+        let live = self.entries.into_iter().zip(gone).filter(|(_, gone)| !gone);
+        live.map(|(e, _)| e).collect()
+    }
+
+    /// Marks the live entry `(key, value)` gone, when this run's keys reach `key`; false
+    /// when there is none. Past its last key (a FIFO queue's later messages, say) no search
+    /// is needed.
+    fn remove_if_within(&mut self, key: &ReadyKey, value: &V) -> bool {
+        let within = self.entries.last().is_some_and(|(last, _)| key <= last);
+        within && self.remove(key, value)
+    }
+
+    /// Merges `from`, sorted, into this run, in its own array (`Run::compact`), filled from
+    /// the back; this run's entries go first on ties.
+    fn merge(&mut self, mut from: Vec<(ReadyKey, V)>) {
+        // Placeholders for the slots the merge fills; no key is cheaper to copy.
+        let filler = match from.first() {
+            Some(e) => (ReadyKey::Num { rank: 0, seq: 0 }, e.1),
+            None => return,
+        };
+        let run = self;
+        run.compact(from.len());
+        let mut r = run.entries.len();
+        run.entries.resize(r + from.len(), filler);
+        for w in (0..run.entries.len()).rev() {
+            // Backwards, a run entry goes first where it would come after.
+            let take_run = match from.last() {
+                Some(e) => r > 0 && !run_first(&run.entries[r - 1].0, &e.0),
+                None => break,
+            };
+            if take_run {
+                // Behind `r` are only slots already merged or fillers.
+                r -= 1;
+                run.entries.swap(w, r);
+            } else if let Some(e) = from.pop() {
+                run.entries[w] = e;
+            }
+        }
+        run.gone.resize(run.entries.len(), false);
+        run.live = run.entries.len();
+        debug_assert!(run.entries.windows(2).all(|w| w[0].0 <= w[1].0), "an unsorted merge");
+    }
 }
 
 /// Whether an entry of key `older`, in a lower level (the main run below the middle run,
@@ -298,55 +344,6 @@ impl<V: Copy + Ord + Send + 'static> ReadyIndex<V> {
                 list.next().map(|e| e.key().1)
             }
         })
-    }
-}
-
-impl<V: Copy + PartialEq + Send + 'static> Run<V> {
-    /// The live entries, in order.
-    fn into_live(self) -> Vec<(ReadyKey, V)> {
-        let gone = self.gone;
-        let live = self.entries.into_iter().zip(gone).filter(|(_, gone)| !gone);
-        live.map(|(e, _)| e).collect()
-    }
-
-    /// Marks the live entry `(key, value)` gone, when this run's keys reach `key`; false
-    /// when there is none. Past its last key (a FIFO queue's later messages, say) no search
-    /// is needed.
-    fn remove_if_within(&mut self, key: &ReadyKey, value: &V) -> bool {
-        let within = self.entries.last().is_some_and(|(last, _)| key <= last);
-        within && self.remove(key, value)
-    }
-
-    /// Merges `from`, sorted, into this run, in its own array (`Run::compact`), filled from
-    /// the back; this run's entries go first on ties.
-    fn merge(&mut self, from: Vec<(ReadyKey, V)>) {
-        // Placeholders for the slots the merge fills; no key is cheaper to copy.
-        let filler = match from.first() {
-            Some(e) => (ReadyKey::Num { rank: 0, seq: 0 }, e.1),
-            None => return,
-        };
-        let mut from_list = from;
-        let run = self;
-        run.compact(from_list.len());
-        let mut r = run.entries.len();
-        run.entries.resize(r + from_list.len(), filler);
-        for w in (0..run.entries.len()).rev() {
-            // Backwards, a run entry goes first where it would come after.
-            let take_run = match from_list.last() {
-                Some(e) => r > 0 && !run_first(&run.entries[r - 1].0, &e.0),
-                None => break,
-            };
-            if take_run {
-                // Behind `r` are only slots already merged or fillers.
-                r -= 1;
-                run.entries.swap(w, r);
-            } else if let Some(e) = from_list.pop() {
-                run.entries[w] = e;
-            }
-        }
-        run.gone.resize(run.entries.len(), false);
-        run.live = run.entries.len();
-        debug_assert!(run.entries.windows(2).all(|w| w[0].0 <= w[1].0), "an unsorted merge");
     }
 }
 

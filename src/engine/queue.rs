@@ -195,9 +195,17 @@ impl QueueState {
 
     /// Ids of the ready messages, in delivery order.
     fn ready_ids(&self) -> impl Iterator<Item = MsgId> + '_ {
-        let found = self.ready.iter().filter_map(|i| {
+        self.ids_at(self.ready.iter())
+    }
+
+    /// Ids of the messages in `slots`, which must each hold one.
+    fn ids_at<'a>(
+        &'a self,
+        slots: impl Iterator<Item = Slot> + 'a,
+    ) -> impl Iterator<Item = MsgId> + 'a {
+        let found = slots.filter_map(|i| {
             let m = self.msgs.at(i);
-            debug_assert!(m.is_some(), "a ready slot without its message");
+            debug_assert!(m.is_some(), "an indexed slot without its message");
             m
         });
         found.map(|m| m.id)
@@ -505,8 +513,7 @@ impl QueueState {
         // the index stays deferred: built now, it would take the rest of the log's messages
         // one insert at a time.
         let order: Vec<MsgId> = if self.ready_deferred {
-            let sorted = self.sorted_ready().into_iter();
-            sorted.filter_map(|(_, i)| self.msgs.at(i)).map(|m| m.id).collect()
+            self.ids_at(self.sorted_ready().into_iter().map(|(_, i)| i)).collect()
         } else {
             self.ready_ids().collect()
         };

@@ -59,6 +59,11 @@ fn slot(slots: &[Option<Message>], i: u32) -> Option<&Message> {
     slots.get(i as usize).and_then(Option::as_ref)
 }
 
+/// The hash of the id in slot `i`, for a table that grows or is rebuilt.
+fn slot_hash(hasher: &RandomState, slots: &[Option<Message>], i: u32) -> u64 {
+    slot(slots, i).map_or(0, |m| hasher.hash_one(m.id))
+}
+
 impl MessageTable {
     pub fn len(&self) -> usize {
         self.table.len()
@@ -101,7 +106,7 @@ impl MessageTable {
             |&i| slot(slots, i).is_some_and(|x| x.id == m.id),
             |&i| match known.get(i as usize) {
                 Some(h) => *h,
-                None => slot(slots, i).map_or(0, |x| hasher.hash_one(x.id)),
+                None => slot_hash(hasher, slots, i),
             },
         );
         let Entry::Vacant(e) = entry else { return Err(m) };
@@ -138,9 +143,9 @@ impl MessageTable {
     }
 
     /// Gives memory back as the table empties: all of it when the last message leaves (but
-    /// a slab of up to `KEEP_EMPTY` slots), and once
-    /// three quarters of a large slab is empty, a copy of the rest side by side. A drained
-    /// queue so gives back its slab as it goes, and copies no more than it dropped.
+    /// a slab of up to `KEEP_EMPTY` slots), and once three quarters of a large slab is
+    /// empty, a copy of the rest side by side. A drained queue so gives back its slab as it
+    /// goes, and copies no more than it dropped.
     /// Returns true when messages moved to other slots: a slot kept elsewhere is stale.
     // Limitation: the copy runs under the queue's lock, and so does the sort of the ready
     // index that follows (`QueueState::take`): about 55 ms, once, for a queue that held a
@@ -151,9 +156,12 @@ impl MessageTable {
             self.slots.clear();
             self.free.clear();
             false
-        } else if live == 0 || (self.slots.len() >= COMPACT_MIN && live <= self.slots.len() / 4) {
+        } else if live == 0 {
+            self.clear();
+            false
+        } else if self.slots.len() >= COMPACT_MIN && live <= self.slots.len() / 4 {
             self.compact();
-            live > 0
+            true
         } else {
             false
         }
@@ -165,25 +173,24 @@ impl MessageTable {
         let mut slots = Vec::with_capacity(self.table.len());
         slots.extend(std::mem::take(&mut self.slots).into_iter().filter(Option::is_some));
         let hasher = &self.hasher;
-        let rehash = |&j: &u32| slot(&slots, j).map_or(0, |x| hasher.hash_one(x.id));
         let mut table = HashTable::with_capacity(slots.len());
-        for (i, m) in slots.iter().enumerate() {
-            let Some(m) = m else { continue };
+        for i in 0..slots.len() as u32 {
             // Ids are unique in the table being replaced: no search.
-            table.insert_unique(hasher.hash_one(m.id), i as u32, rehash);
+            let rehash = |&j: &u32| slot_hash(hasher, &slots, j);
+            table.insert_unique(slot_hash(hasher, &slots, i), i, rehash);
         }
         self.table = table;
-        if let Some(known) = &mut self.replay_hashes {
-            *known = slots.iter().flatten().map(|m| hasher.hash_one(m.id)).collect();
-        }
         self.slots = slots;
         self.free = Vec::new();
+        if self.replay_hashes.is_some() {
+            self.begin_replay();
+        }
     }
 
     /// Keeps each slot's hash beside the slab until [`MessageTable::end_replay`].
     pub fn begin_replay(&mut self) {
-        let hasher = &self.hasher;
-        let hashes = self.slots.iter().map(|m| m.as_ref().map_or(0, |m| hasher.hash_one(m.id)));
+        let numbered = 0..self.slots.len() as u32;
+        let hashes = numbered.map(|i| slot_hash(&self.hasher, &self.slots, i));
         self.replay_hashes = Some(hashes.collect());
     }
 
