@@ -8,7 +8,9 @@
 //!
 //! With an idle timeout, a connection that sends nothing for that long is closed: its
 //! read fails once the deadline, pushed back by every byte received, passes. That frees
-//! the permits of silent sockets and of requests left half-sent.
+//! the permits of silent sockets and of requests left half-sent. A connection whose
+//! writes make no progress for that long (a client that stopped reading its replies) is
+//! closed the same way, by its write failing.
 
 use std::future::Future;
 use std::io;
@@ -36,18 +38,55 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A connection that holds its permit (if the cap is on) for as long as it lives.
-// Limitation: the deadline only bites while the server waits to read: a client that stops
-// reading a large reply is held by the write side until the kernel's TCP timeouts.
 pub struct Conn {
     stream: TcpStream,
     _slot: Slot,
     idle: Option<Idle>,
 }
 
-/// The read deadline of one connection.
+/// The deadlines of one connection.
 struct Idle {
     timeout: Duration,
+    /// For reads: pushed back by every byte received.
     deadline: Pin<Box<Sleep>>,
+    /// For writes: set when a write finds the socket full, and only counts while writes
+    /// keep finding it full.
+    write_deadline: Pin<Box<Sleep>>,
+    write_waiting: bool,
+}
+
+impl Idle {
+    fn new(timeout: Duration) -> Idle {
+        Idle {
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            write_deadline: Box::pin(tokio::time::sleep(timeout)),
+            write_waiting: false,
+        }
+    }
+
+    /// Passes a write's outcome on, unless writes have waited for the client to read for
+    /// the whole timeout: that write then fails, and with it the connection.
+    /// Requirements: SYS-0031
+    fn watch_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.write_waiting = false;
+            return poll;
+        }
+        if !self.write_waiting {
+            self.write_waiting = true;
+            self.write_deadline.as_mut().reset(Instant::now() + self.timeout);
+        }
+        if self.write_deadline.as_mut().poll(cx).is_ready() {
+            tracing::debug!("connection closed: the client stopped reading");
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")));
+        }
+        Poll::Pending
+    }
 }
 
 struct Accepting {
@@ -104,9 +143,7 @@ impl Accepting {
                 self.refuse(stream);
                 continue;
             };
-            let idle = self
-                .idle_timeout
-                .map(|timeout| Idle { timeout, deadline: Box::pin(tokio::time::sleep(timeout)) });
+            let idle = self.idle_timeout.map(Idle::new);
             return Conn { stream, _slot: slot, idle };
         }
     }
@@ -173,13 +210,27 @@ impl AsyncRead for Conn {
     }
 }
 
+impl Conn {
+    fn watch_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match &mut self.idle {
+            Some(idle) => idle.watch_write(cx, poll),
+            None => poll,
+        }
+    }
+}
+
 impl AsyncWrite for Conn {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch_write(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -187,7 +238,8 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watch_write(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -195,7 +247,8 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let poll = Pin::new(&mut self.stream).poll_flush(cx);
+        self.watch_write(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

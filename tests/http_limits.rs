@@ -143,6 +143,67 @@ async fn a_long_poll_beyond_the_waiter_limit_is_answered_429_at_once() {
     s.stop().await;
 }
 
+/// Reads one reply with a body of `content-length` bytes; returns the body's length.
+async fn read_one_reply(conn: &mut TcpStream) -> usize {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before a whole reply: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let length = head.lines().find_map(|l| l.strip_prefix("content-length: "));
+        let length: usize = length.expect("a content-length").parse().unwrap();
+        if body.len() >= length {
+            return length;
+        }
+    }
+}
+
+// Verifies: SYS-0031
+#[tokio::test]
+async fn a_client_that_stops_reading_its_replies_gives_its_slot_up() {
+    let idle = Duration::from_millis(500);
+    let s = TestServer::start_with(|cfg| {
+        cfg.limits.idle_timeout = Some(idle);
+        cfg.limits.max_connections = 1;
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
+
+    // A small receive window, so that the server's writes stall soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    let request = b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n";
+    // One reply read whole: this connection holds the only slot.
+    stalled.write_all(request).await.unwrap();
+    let reply_len = read_one_reply(&mut stalled).await;
+
+    // Pipelined requests whose replies add up to far more than the socket buffers hold,
+    // and none of them read. The server reads the requests as it answers them, so they are
+    // written from a task of their own.
+    let requests = request.repeat((32 << 20) / reply_len + 1);
+    let sending = tokio::spawn(async move {
+        let _ = stalled.write_all(&requests).await;
+        stalled
+    });
+
+    // Every byte the server has to send waits, and the idle timeout counts that: the
+    // connection is closed and its slot serves another client.
+    let fresh = || reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
+    eventually("the stalled connection's slot frees up", || {
+        let (client, url) = (fresh(), s.url("/health"));
+        async move { client.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+    sending.abort();
+    s.stop().await;
+}
+
 // Verifies: SYS-0027, SYS-0024, SYS-0033
 #[tokio::test]
 async fn a_connection_over_the_cap_gets_503_and_a_freed_slot_serves_again() {
