@@ -6,11 +6,13 @@
 //! instead of waiting in the kernel's backlog. Refusals have their own small budget; past
 //! it a connection is closed without a reply.
 //!
-//! With an idle timeout, a connection that sends nothing for that long is closed: its
-//! read fails once the deadline, pushed back by every byte received, passes. That frees
-//! the permits of silent sockets and of requests left half-sent. A connection whose
-//! writes make no progress for that long (a client that stopped reading its replies) is
-//! closed the same way, by its write failing.
+//! With an idle timeout, a connection on which no byte moves for that long is closed: its
+//! next read or write fails. Bytes received and bytes handed to the socket push the
+//! deadline back, and so does a client taking bytes that waited in the socket for it: a
+//! full socket signals room only once a good part of it has drained, so a client that
+//! reads slowly may keep the server's writes waiting for longer than the timeout. That
+//! frees the permits of silent sockets, of requests left half-sent and of clients that
+//! stopped reading their replies.
 
 use std::future::Future;
 use std::io;
@@ -44,48 +46,59 @@ pub struct Conn {
     idle: Option<Idle>,
 }
 
-/// The deadlines of one connection.
+/// The idle deadline of one connection.
 struct Idle {
     timeout: Duration,
-    /// For reads: pushed back by every byte received.
     deadline: Pin<Box<Sleep>>,
-    /// For writes: set when a write finds the socket full, and only counts while writes
-    /// keep finding it full.
-    write_deadline: Pin<Box<Sleep>>,
-    write_waiting: bool,
+    /// Bytes the socket held for the client when the deadline last passed with some
+    /// there: the deadline is granted again only if the client has taken some since.
+    unsent: Option<usize>,
 }
 
 impl Idle {
     fn new(timeout: Duration) -> Idle {
-        Idle {
-            timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-            write_deadline: Box::pin(tokio::time::sleep(timeout)),
-            write_waiting: false,
-        }
+        Idle { timeout, deadline: Box::pin(tokio::time::sleep(timeout)), unsent: None }
     }
 
-    /// Passes a write's outcome on, unless writes have waited for the client to read for
-    /// the whole timeout: that write then fails, and with it the connection.
+    /// Bytes moved: the timeout starts over.
+    fn active(&mut self) {
+        self.deadline.as_mut().reset(Instant::now() + self.timeout);
+        self.unsent = None;
+    }
+
+    /// For a read or write that has to wait: true once the connection has been idle for
+    /// the timeout. Until then the deadline wakes the task.
     /// Requirements: SYS-0031
-    fn watch_write<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        poll: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        if poll.is_ready() {
-            self.write_waiting = false;
-            return poll;
+    fn expired(&mut self, cx: &mut Context<'_>, stream: &TcpStream) -> bool {
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            match unsent_bytes(stream) {
+                Some(now) if now > 0 && self.unsent.is_none_or(|before| now < before) => {
+                    self.deadline.as_mut().reset(Instant::now() + self.timeout);
+                    self.unsent = Some(now);
+                }
+                _ => return true,
+            }
         }
-        if !self.write_waiting {
-            self.write_waiting = true;
-            self.write_deadline.as_mut().reset(Instant::now() + self.timeout);
-        }
-        if self.write_deadline.as_mut().poll(cx).is_ready() {
-            tracing::debug!("connection closed: the client stopped reading");
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")));
-        }
-        Poll::Pending
+        false
+    }
+}
+
+/// Bytes written to `stream` that the client has not acknowledged yet, where the system
+/// says (Linux: `SIOCOUTQ`).
+fn unsent_bytes(stream: &TcpStream) -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut bytes: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ on a TCP socket) writes one int through the pointer,
+        // and the descriptor is the stream's own, open for as long as `stream` lives.
+        let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut bytes) };
+        (rc == 0).then(|| usize::try_from(bytes).unwrap_or(0))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stream;
+        None
     }
 }
 
@@ -193,33 +206,43 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let this = &mut *self;
-        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
-        let Some(idle) = &mut this.idle else { return poll };
+        let Conn { stream, idle, .. } = &mut *self;
+        let poll = Pin::new(&mut *stream).poll_read(cx, buf);
+        let Some(idle) = idle else { return poll };
         match poll {
-            Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                idle.deadline.as_mut().reset(Instant::now() + idle.timeout);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending if idle.deadline.as_mut().poll(cx).is_ready() => {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => idle.active(),
+            Poll::Pending if idle.expired(cx, stream) => {
                 tracing::debug!("connection closed: idle timeout");
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")))
+                return Poll::Ready(Err(idle_timeout()));
             }
-            other => other,
+            _ => {}
         }
+        poll
     }
 }
 
+fn idle_timeout() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "idle timeout")
+}
+
 impl Conn {
-    fn watch_write<T>(
+    /// Passes a write's outcome on, noting the bytes it moved, or fails it once the
+    /// connection has been idle for the timeout.
+    fn watch_write(
         &mut self,
         cx: &mut Context<'_>,
-        poll: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        match &mut self.idle {
-            Some(idle) => idle.watch_write(cx, poll),
-            None => poll,
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let Some(idle) = &mut self.idle else { return poll };
+        match poll {
+            Poll::Ready(Ok(n)) if n > 0 => idle.active(),
+            Poll::Pending if idle.expired(cx, &self.stream) => {
+                tracing::debug!("connection closed: idle timeout, replies not read");
+                return Poll::Ready(Err(idle_timeout()));
+            }
+            _ => {}
         }
+        poll
     }
 }
 
@@ -247,8 +270,7 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let poll = Pin::new(&mut self.stream).poll_flush(cx);
-        self.watch_write(cx, poll)
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

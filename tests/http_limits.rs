@@ -163,6 +163,21 @@ async fn read_one_reply(conn: &mut TcpStream) -> usize {
     }
 }
 
+/// A connection with a small receive window (so the server's writes wait soon) that has
+/// read one reply whole, and the pipelined requests whose replies add up to far more than
+/// the socket buffers hold. The server reads requests as it answers them: the caller
+/// writes them from a task of its own.
+async fn flood_of_replies(s: &TestServer) -> (TcpStream, Vec<u8>) {
+    let addr = s.base.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut conn = socket.connect(addr).await.unwrap();
+    let request = b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n";
+    conn.write_all(request).await.unwrap();
+    let reply_len = read_one_reply(&mut conn).await;
+    (conn, request.repeat((32 << 20) / reply_len + 1))
+}
+
 // Verifies: SYS-0031
 #[tokio::test]
 async fn a_client_that_stops_reading_its_replies_gives_its_slot_up() {
@@ -172,21 +187,9 @@ async fn a_client_that_stops_reading_its_replies_gives_its_slot_up() {
         cfg.limits.max_connections = 1;
     })
     .await;
-    let addr = s.base.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
-
-    // A small receive window, so that the server's writes stall soon.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stalled = socket.connect(addr).await.unwrap();
-    let request = b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n";
-    // One reply read whole: this connection holds the only slot.
-    stalled.write_all(request).await.unwrap();
-    let reply_len = read_one_reply(&mut stalled).await;
-
-    // Pipelined requests whose replies add up to far more than the socket buffers hold,
-    // and none of them read. The server reads the requests as it answers them, so they are
-    // written from a task of their own.
-    let requests = request.repeat((32 << 20) / reply_len + 1);
+    // One reply read whole: this connection holds the only slot. None of the others is
+    // read.
+    let (mut stalled, requests) = flood_of_replies(&s).await;
     let sending = tokio::spawn(async move {
         let _ = stalled.write_all(&requests).await;
         stalled
@@ -200,6 +203,35 @@ async fn a_client_that_stops_reading_its_replies_gives_its_slot_up() {
         async move { client.get(url).send().await.is_ok_and(|r| r.status() == 200) }
     })
     .await;
+    sending.abort();
+    s.stop().await;
+}
+
+// Verifies: SYS-0031
+#[tokio::test]
+async fn a_client_that_reads_its_replies_slowly_keeps_its_connection() {
+    use tokio::io::AsyncReadExt;
+    let idle = Duration::from_millis(500);
+    let s = TestServer::start_with(|cfg| cfg.limits.idle_timeout = Some(idle)).await;
+    // The replies are read at a steady trickle for six idle timeouts: the server's writes
+    // wait most of that time, yet bytes keep moving.
+    let (slow, requests) = flood_of_replies(&s).await;
+    let (mut reader, mut writer) = slow.into_split();
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&requests).await;
+        writer
+    });
+    let started = tokio::time::Instant::now();
+    let mut got = 0;
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < idle * 6 {
+        match reader.read(&mut buf).await {
+            Ok(n) if n > 0 => got += n,
+            other => panic!("the connection ended after {got} bytes: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(got > 0);
     sending.abort();
     s.stop().await;
 }

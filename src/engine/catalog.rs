@@ -243,11 +243,33 @@ mod tests {
         by_name.collect()
     }
 
+    /// Applies `recs` one by one, or as one group, to a catalog replaying or not; returns
+    /// the catalog (its ready indexes built) and the summed effect.
+    fn applied(recs: &[Record], grouped: bool, replaying: bool) -> (Catalog, Effect) {
+        let counters = |_: &str| Arc::new(Counters::default());
+        let mut cat = Catalog { replaying, ..Catalog::default() };
+        let group = [Record::Group(recs.to_vec())];
+        let mut fx = Effect::default();
+        for r in if grouped { &group[..] } else { recs } {
+            let f = cat.apply(r, &counters);
+            fx.became_ready += f.became_ready;
+            fx.removed += f.removed;
+        }
+        cat.finish_replay();
+        (cat, fx)
+    }
+
     // Verifies: PER-0012
     #[test]
     fn a_group_changes_state_as_its_records_one_by_one() {
         let lock =
             Record::Locked { qid: 1, id: id(2), consumer: "c".into(), token: 20, deadline_ms: 100 };
+        let snapshot = |qid, name: &str| Record::QueueSnapshot {
+            qid,
+            name: name.into(),
+            config: QueueConfig::default(),
+            lsn: 1,
+        };
         // Runs of one queue's records, broken by other queues' and by catalog records.
         let recs = vec![
             created(1, "a"),
@@ -264,26 +286,38 @@ mod tests {
             Record::Group(vec![publish(1, 7), Record::Acked { qid: 2, id: id(3) }]),
             Record::QueuePurged { qid: 2 },
             publish(2, 8),
-            // A queue that does not exist: ignored.
-            publish(3, 9),
+            // A queue deleted in the middle of a run: what follows for it is ignored.
+            created(4, "d"),
+            publish(4, 10),
+            Record::QueueDeleted { qid: 4 },
+            publish(4, 11),
+            // A snapshot replaces a queue (as a checkpoint's does) between its records.
+            created(5, "e"),
+            publish(5, 12),
+            snapshot(5, "e"),
+            publish(5, 13),
+            Record::Checkpoint { catalog_lsn: 1, max_qid: 5, max_seq: 14 },
+            // A queue that does not exist: ignored, but its sequence is still the highest.
+            publish(3, 30),
         ];
-        let counters = |_: &str| Arc::new(Counters::default());
-        let mut one_by_one = Catalog::default();
-        let mut want = Effect::default();
-        for r in &recs {
-            let f = one_by_one.apply(r, &counters);
-            want.became_ready += f.became_ready;
-            want.removed += f.removed;
+        for replaying in [false, true] {
+            let (one_by_one, want) = applied(&recs, false, replaying);
+            let (grouped, fx) = applied(&recs, true, replaying);
+            assert_eq!(fx, want);
+            assert_eq!(contents(&grouped), contents(&one_by_one));
+            assert_eq!(
+                (grouped.max_seq, grouped.max_qid),
+                (one_by_one.max_seq, one_by_one.max_qid)
+            );
+            // And that state is the right one: in "a", 2 is locked and 1 acked; "c" was
+            // purged before 8; "d" is gone; "e" kept only what came after its snapshot.
+            let expected = vec![
+                ("a".to_string(), 3, vec![id(7), id(4)]),
+                ("c".to_string(), 1, vec![id(8)]),
+                ("e".to_string(), 1, vec![id(13)]),
+            ];
+            assert_eq!(contents(&grouped), expected);
+            assert_eq!((grouped.max_seq, grouped.max_qid), (30, 5));
         }
-        let mut grouped = Catalog::default();
-        assert_eq!(grouped.apply(&Record::Group(recs), &counters), want);
-        assert_eq!(contents(&grouped), contents(&one_by_one));
-        assert_eq!(grouped.max_seq, one_by_one.max_seq);
-        // And that state is the right one: in "a", 2 is locked and 1 acked; "c" was purged
-        // before 8.
-        let expected =
-            vec![("a".to_string(), 3, vec![id(7), id(4)]), ("c".to_string(), 1, vec![id(8)])];
-        assert_eq!(contents(&grouped), expected);
-        assert_eq!(grouped.max_seq, 20);
     }
 }

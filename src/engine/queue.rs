@@ -372,7 +372,8 @@ impl QueueState {
             .filter(|(_, m)| m.lock.is_none())
             .map(|(i, m)| (m.key(self.config.ordering), i))
             .collect();
-        // Ties (only a crafted log repeats a key) go by slot, as in the skip list.
+        // Ties (only a crafted log repeats a key) go by slot: their order then does not
+        // depend on where the sort happened to find them.
         keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         keys
     }
