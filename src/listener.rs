@@ -50,6 +50,9 @@ pub struct Conn {
 struct Idle {
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// When bytes last moved. The deadline catches up with it only when it passes: moving
+    /// it at every read and write would take the timer's lock twice a request.
+    last_active: Instant,
     /// Bytes the socket held for the client when the deadline last passed with some
     /// there: the deadline is granted again only if the client has taken some since.
     unsent: Option<usize>,
@@ -57,12 +60,13 @@ struct Idle {
 
 impl Idle {
     fn new(timeout: Duration) -> Idle {
-        Idle { timeout, deadline: Box::pin(tokio::time::sleep(timeout)), unsent: None }
+        let deadline = Box::pin(tokio::time::sleep(timeout));
+        Idle { timeout, deadline, last_active: Instant::now(), unsent: None }
     }
 
     /// Bytes moved: the timeout starts over.
     fn active(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.timeout);
+        self.last_active = Instant::now();
         self.unsent = None;
     }
 
@@ -71,10 +75,17 @@ impl Idle {
     /// Requirements: SYS-0031
     fn expired(&mut self, cx: &mut Context<'_>, stream: &TcpStream) -> bool {
         while self.deadline.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let due = self.last_active + self.timeout;
+            if due > now {
+                self.deadline.as_mut().reset(due);
+                continue;
+            }
             match unsent_bytes(stream) {
-                Some(now) if now > 0 && self.unsent.is_none_or(|before| now < before) => {
-                    self.deadline.as_mut().reset(Instant::now() + self.timeout);
-                    self.unsent = Some(now);
+                Some(left) if left > 0 && self.unsent.is_none_or(|before| left < before) => {
+                    self.last_active = now;
+                    self.unsent = Some(left);
+                    self.deadline.as_mut().reset(now + self.timeout);
                 }
                 _ => return true,
             }
