@@ -6,6 +6,9 @@
 //! instead of waiting in the kernel's backlog. Refusals have their own small budget; past
 //! it a connection is closed without a reply.
 //!
+//! hyper answers a request it cannot parse by itself, with an empty body; on the way out
+//! such a reply gets the JSON error body every other error carries.
+//!
 //! With an idle timeout, a connection on which no byte moves for that long is closed: its
 //! next read or write fails. Bytes received and bytes handed to the socket push the
 //! deadline back, and so does a client taking bytes that waited in the socket for it: a
@@ -44,6 +47,9 @@ pub struct Conn {
     stream: TcpStream,
     _slot: Slot,
     idle: Option<Idle>,
+    /// A reply of hyper's own given a JSON body (see `with_json_body`), and how much of it
+    /// is written: hyper was told all of its own reply went out.
+    rewritten: Option<(Vec<u8>, usize)>,
 }
 
 /// The idle deadline of one connection.
@@ -168,7 +174,7 @@ impl Accepting {
                 continue;
             };
             let idle = self.idle_timeout.map(Idle::new);
-            return Conn { stream, _slot: slot, idle };
+            return Conn { stream, _slot: slot, idle, rewritten: None };
         }
     }
 
@@ -257,12 +263,48 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Takes `buf`, about to be written, in place of a reply of hyper's own that lacks the
+    /// JSON body; false for everything else.
+    fn rewrite(&mut self, buf: &[u8]) -> bool {
+        if self.rewritten.is_some() {
+            return false;
+        }
+        self.rewritten = with_json_body(buf).map(|reply| (reply, 0));
+        self.rewritten.is_some()
+    }
+
+    /// Writes what is left of a rewritten reply; Ready once it is all written (at once
+    /// when there is none).
+    fn write_rewritten(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((reply, written)) = &mut self.rewritten {
+            if *written == reply.len() {
+                break;
+            }
+            let poll = Pin::new(&mut self.stream).poll_write(cx, &reply[*written..]);
+            match std::task::ready!(self.watch_write(cx, poll))? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => {
+                    if let Some((_, written)) = &mut self.rewritten {
+                        *written += n;
+                    }
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl AsyncWrite for Conn {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.write_rewritten(cx))?;
+        if self.rewrite(buf) {
+            return Poll::Ready(Ok(buf.len()));
+        }
         let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
         self.watch_write(cx, poll)
     }
@@ -272,6 +314,13 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.write_rewritten(cx))?;
+        // hyper writes a reply of its own as its head alone, in one slice.
+        if let [head] = bufs.iter().filter(|b| !b.is_empty()).collect::<Vec<_>>()[..] {
+            if self.rewrite(head) {
+                return Poll::Ready(Ok(head.len()));
+            }
+        }
         let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         self.watch_write(cx, poll)
     }
@@ -281,17 +330,86 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.write_rewritten(cx))?;
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.write_rewritten(cx))?;
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
+}
+
+/// hyper answers a request it cannot parse itself, before any route runs, and with an
+/// empty body: a malformed request line or header (400), a URI too long (414), headers
+/// too large (431). Such a reply, whole in `head`, is given the JSON body that every
+/// other error carries (changes.md). `None` for anything else: every reply of the
+/// server's own has a content-type.
+/// Requirements: API-0003
+fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?.strip_suffix("\r\n\r\n")?;
+    let (status_line, headers) = text.split_once("\r\n")?;
+    let status = status_line.strip_prefix("HTTP/1.1 ")?;
+    let (code, error) = match status.get(..4)? {
+        "400 " => ("bad_request", "the request line or a header could not be parsed"),
+        "414 " => ("uri_too_long", "the request URI is too long"),
+        "431 " => ("headers_too_large", "the request headers are too large"),
+        _ => return None,
+    };
+    let named = |line: &str, name: &str| {
+        line.split_once(':').is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+    };
+    let headers: Vec<&str> = headers.split("\r\n").collect();
+    let empty = headers.iter().any(|l| named(l, "content-length") && l.ends_with(": 0"));
+    if !empty || headers.iter().any(|l| named(l, "content-type")) {
+        return None;
+    }
+    let body = format!(r#"{{"error":"{error}","code":"{code}"}}"#);
+    let mut reply = format!("{status_line}\r\ncontent-type: application/json\r\n");
+    for line in headers.iter().filter(|l| !named(l, "content-length")) {
+        reply.push_str(line);
+        reply.push_str("\r\n");
+    }
+    reply.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    Some(reply.into_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Verifies: API-0003
+    #[test]
+    fn only_hyper_s_own_empty_error_replies_are_given_a_json_body() {
+        let date = "date: Fri, 04 Dec 2026 19:00:09 GMT";
+        let bare = format!(
+            "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n{date}\r\n\r\n"
+        );
+        let reply = String::from_utf8(with_json_body(bare.as_bytes()).unwrap()).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.lines();
+        assert_eq!(lines.next(), Some("HTTP/1.1 431 Request Header Fields Too Large"));
+        let lines: Vec<&str> = lines.collect();
+        assert!(lines.contains(&"content-type: application/json") && lines.contains(&date));
+        assert!(lines.contains(&format!("content-length: {}", body.len()).as_str()));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["code"], "headers_too_large");
+
+        let left_alone = [
+            // Replies of the server's own carry a content-type, whatever their status.
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+            // A body follows, or the head is not whole.
+            "HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n",
+            "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n",
+            "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n{}",
+            "{\"not\": \"a reply\"}",
+        ];
+        for text in left_alone {
+            assert_eq!(with_json_body(text.as_bytes()), None, "{text}");
+        }
+    }
 
     // Verifies: SYS-0027
     #[test]

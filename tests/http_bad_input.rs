@@ -281,3 +281,50 @@ async fn unknown_fields_are_ignored() {
     assert_eq!(s.post("/publish", body).await.status, 200);
     s.stop().await;
 }
+
+/// Sends `raw` as it is over a socket of its own and reads the reply to the end.
+async fn raw_exchange(s: &TestServer, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let addr = s.base.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before it has read everything.
+    let _ = sock.write_all(raw).await;
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = sock.read(&mut buf).await {
+            reply.extend_from_slice(&buf[..n]);
+        }
+    });
+    read.await.expect("the server closes the connection after its reply");
+    String::from_utf8(reply).unwrap()
+}
+
+// Verifies: API-0003
+#[tokio::test]
+async fn requests_the_http_parser_refuses_get_json_errors_too() {
+    let long_uri = format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(70_000));
+    let huge_header =
+        format!("GET /health HTTP/1.1\r\nhost: x\r\nx-a: {}\r\n\r\n", "b".repeat(600_000));
+    let cases = [
+        ("GARBAGE\r\n\r\n".to_string(), 400, "bad_request"),
+        ("GET /health HTTP/1.1\r\nno colon here\r\n\r\n".to_string(), 400, "bad_request"),
+        (long_uri, 414, "uri_too_long"),
+        (huge_header, 431, "headers_too_large"),
+    ];
+    let s = TestServer::start().await;
+    for (raw, status, code) in cases {
+        let reply = raw_exchange(&s, raw.as_bytes()).await;
+        let (head, body) = reply.split_once("\r\n\r\n").expect("a whole reply");
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+        let length = head.lines().find_map(|l| l.strip_prefix("content-length: "));
+        assert_eq!(length.and_then(|n| n.parse().ok()), Some(body.len()), "{head}");
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["code"], code, "{body}");
+        assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+        assert!(s.health_is_ok().await, "server unhealthy after a {status} {code}");
+    }
+    s.stop().await;
+}
