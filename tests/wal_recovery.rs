@@ -285,3 +285,39 @@ fn a_record_above_a_lowered_size_limit_still_replays() {
     assert!(matches!(refused, Err(qrusty::wal::WalError::RecordTooLarge { .. })));
     wal.close().unwrap();
 }
+
+// Verifies: PER-0014, PER-0015
+#[test]
+fn a_long_stretch_of_noise_after_the_last_record_is_judged_in_bounded_time() {
+    let fx = fixture();
+    let (_, newest) = fx.newest();
+    // 40 MiB of bytes that each read as a length of about 16 MiB: every offset but the last
+    // 16 MiB is a candidate record to hash. Checked one by one, that is petabytes.
+    let mut noisy = newest.clone();
+    noisy.resize(newest.len() + (40 << 20), 0x01);
+    let fs = fx.with_newest(noisy);
+
+    let (done, finished) = std::sync::mpsc::channel();
+    let judged = {
+        let fs = fs.clone();
+        std::thread::spawn(move || {
+            let strict = replay(&fs, &small_opts());
+            let truncated = replay(&fs, &truncating(&small_opts()));
+            let _ = done.send(());
+            (strict, truncated)
+        })
+    };
+    finished.recv_timeout(std::time::Duration::from_secs(300)).expect("recovery hangs");
+    let (strict, truncated) = judged.join().unwrap();
+
+    // Whether a valid record follows cannot be told within the budget: the strict start
+    // stops where the noise begins and says how to keep what is before it.
+    match strict.expect_err("strict refuses") {
+        WalError::Corrupt { offset, reason, .. } => {
+            assert_eq!(offset, newest.len() as u64);
+            assert!(reason.contains("QRUSTY_RECOVERY=truncate"), "{reason}");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(truncated.unwrap(), records(0..RECORDS));
+}

@@ -116,12 +116,20 @@ pub fn recover(
             continue;
         };
 
-        let valid_follows = next_valid_frame(&bytes, damage.offset + 1, *id, MAX_RECORD_BYTES);
-        let torn_tail = newest && valid_follows.is_none();
+        let after = after_damage(&bytes, damage.offset + 1, *id, MAX_RECORD_BYTES);
+        let torn_tail = newest && matches!(after, AfterDamage::Nothing);
         if !torn_tail && opts.recovery == RecoveryMode::Strict {
-            let reason = match valid_follows {
-                Some(at) => format!("{}; a valid record follows at offset {at}", damage.reason),
-                None => format!("{}; in a sealed segment", damage.reason),
+            let reason = match after {
+                AfterDamage::Valid(at) => {
+                    format!("{}; a valid record follows at offset {at}", damage.reason)
+                }
+                AfterDamage::Unsure => format!(
+                    "{}; {} MiB of the bytes after it were checked without telling whether a \
+                     valid record follows (QRUSTY_RECOVERY=truncate keeps the records before it)",
+                    damage.reason,
+                    SEARCH_BUDGET_BYTES >> 20
+                ),
+                AfterDamage::Nothing => format!("{}; in a sealed segment", damage.reason),
             };
             return Err(WalError::Corrupt { file: path.clone(), offset: damage.offset, reason });
         }
@@ -328,16 +336,46 @@ fn whole_valid_frame(bytes: &[u8], id: u64, len: u32) -> bool {
     frame::frame_crc(id, body).to_le_bytes() == bytes[4..8]
 }
 
-/// The offset of the first frame at or after `from` that validates, if any. This is what
-/// tells a torn tail (nothing valid after the damage) from a damaged record in mid-log.
-// Limitation: each candidate offset may hash up to max_record_bytes, so a long damaged
-// tail whose bytes read as plausible lengths costs time quadratic in its size.
-fn next_valid_frame(bytes: &[u8], from: u64, id: u64, max_record_bytes: u32) -> Option<u64> {
-    let from = from as usize;
-    let last = bytes.len().checked_sub(FRAME_HEADER_LEN + 1)?;
-    (from..=last)
-        .find(|&at| frame::decode_frame(&bytes[at..], id, max_record_bytes).is_ok())
-        .map(|at| at as u64)
+/// Bytes the search for a valid record after damage may hash before it gives up. Each
+/// offset whose first bytes read as a length that fits may hash that many bytes, so a long
+/// damaged region whose bytes read as plausible lengths (tens of megabytes of noise) would
+/// otherwise keep the start busy for hours.
+pub(crate) const SEARCH_BUDGET_BYTES: u64 = 256 << 20;
+
+/// What follows damage in a segment.
+enum AfterDamage {
+    /// A frame that validates, at this offset: the damage is in mid-log.
+    Valid(u64),
+    /// Nothing that validates: in the newest segment, a torn tail.
+    Nothing,
+    /// The search spent `SEARCH_BUDGET_BYTES` first: a valid record may follow.
+    Unsure,
+}
+
+/// Looks for the first frame at or after `from` that validates. This is what tells a torn
+/// tail (nothing valid after the damage) from a damaged record in mid-log.
+/// Requirements: PER-0014, PER-0015
+fn after_damage(bytes: &[u8], from: u64, id: u64, max_record_bytes: u32) -> AfterDamage {
+    let Some(last) = bytes.len().checked_sub(FRAME_HEADER_LEN + 1) else {
+        return AfterDamage::Nothing;
+    };
+    let mut budget = SEARCH_BUDGET_BYTES;
+    for at in from as usize..=last {
+        let rest = &bytes[at..];
+        // What `decode_frame` will hash: a length that is in range and fits in the file.
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+        let fits =
+            len != 0 && len <= max_record_bytes && len as usize <= rest.len() - FRAME_HEADER_LEN;
+        let hashed = if fits { u64::from(len) } else { 0 };
+        if hashed > budget {
+            return AfterDamage::Unsure;
+        }
+        budget -= hashed;
+        if frame::decode_frame(rest, id, max_record_bytes).is_ok() {
+            return AfterDamage::Valid(at as u64);
+        }
+    }
+    AfterDamage::Nothing
 }
 
 /// Cuts a segment at `offset`, durably. A segment left without a whole header is removed
