@@ -182,8 +182,8 @@ pub struct Config {
     #[arg(long, env = "WS_PING_TIMEOUT_SECS", default_value_t = 10)]
     pub ws_ping_timeout_secs: u64,
 
-    /// Seconds a connection may go without sending a byte before it is closed, a
-    /// half-sent request included; 0 means never. Must be above the WebSocket ping
+    /// Seconds a connection may go without a byte moving either way before it is closed,
+    /// a half-sent request and a reply the client stopped reading included; 0 means never. Must be above the WebSocket ping
     /// interval plus its timeout and above the 20 s long-poll maximum, or live clients
     /// would be cut.
     #[arg(long, env = "QRUSTY_IDLE_TIMEOUT_SECS", default_value_t = 120)]

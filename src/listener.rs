@@ -82,7 +82,8 @@ impl Idle {
     fn expired(&mut self, cx: &mut Context<'_>, stream: &TcpStream) -> bool {
         while self.deadline.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
-            let due = self.last_active + self.timeout;
+            // A timeout too large to add never passes: the sleep is capped at 30 years.
+            let Some(due) = self.last_active.checked_add(self.timeout) else { return false };
             if due > now {
                 self.deadline.as_mut().reset(due);
                 continue;
@@ -91,7 +92,8 @@ impl Idle {
                 Some(left) if left > 0 && self.unsent.is_none_or(|before| left < before) => {
                     self.last_active = now;
                     self.unsent = Some(left);
-                    self.deadline.as_mut().reset(now + self.timeout);
+                    let Some(due) = now.checked_add(self.timeout) else { return false };
+                    self.deadline.as_mut().reset(due);
                 }
                 _ => return true,
             }
@@ -316,7 +318,8 @@ impl AsyncWrite for Conn {
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.write_rewritten(cx))?;
         // hyper writes a reply of its own as its head alone, in one slice.
-        if let [head] = bufs.iter().filter(|b| !b.is_empty()).collect::<Vec<_>>()[..] {
+        let mut slices = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(head), None) = (slices.next(), slices.next()) {
             if self.rewrite(head) {
                 return Poll::Ready(Ok(head.len()));
             }
@@ -340,6 +343,9 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// hyper's own error heads hold a status line, content-length and date: about 100 bytes.
+const MAX_OWN_HEAD: usize = 512;
+
 /// hyper answers a request it cannot parse itself, before any route runs, and with an
 /// empty body: a malformed request line or header (400), a URI too long (414), headers
 /// too large (431). Such a reply, whole in `head`, is given the JSON body that every
@@ -347,9 +353,14 @@ impl AsyncWrite for Conn {
 /// server's own has a content-type.
 /// Requirements: API-0003
 fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
+    // Every write passes through here, the rest of a large body again after each partial
+    // write: what cannot be such a head is turned away before any scan of the bytes.
+    if head.len() > MAX_OWN_HEAD || !head.starts_with(b"HTTP/1.") || !head.ends_with(b"\r\n\r\n") {
+        return None;
+    }
     let text = std::str::from_utf8(head).ok()?.strip_suffix("\r\n\r\n")?;
     let (status_line, headers) = text.split_once("\r\n")?;
-    let status = status_line.strip_prefix("HTTP/1.1 ")?;
+    let status = status_line.get("HTTP/1.x ".len()..)?;
     let (code, error) = match status.get(..4)? {
         "400 " => ("bad_request", "the request line or a header could not be parsed"),
         "414 " => ("uri_too_long", "the request URI is too long"),
@@ -395,7 +406,19 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["code"], "headers_too_large");
 
+        // An HTTP/1.0 request's error is answered in HTTP/1.0.
+        let old = "HTTP/1.0 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        let reply = String::from_utf8(with_json_body(old.as_bytes()).unwrap()).unwrap();
+        assert!(reply.starts_with("HTTP/1.0 400 Bad Request\r\ncontent-type: application/json"));
+        assert!(reply.ends_with(r#""code":"bad_request"}"#), "{reply}");
+
+        let long = format!(
+            "HTTP/1.1 400 Bad Request\r\nx: {}\r\ncontent-length: 0\r\n\r\n",
+            "a".repeat(600)
+        );
         let left_alone = [
+            // Longer than any head of hyper's own.
+            long.as_str(),
             // Replies of the server's own carry a content-type, whatever their status.
             "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n\r\n",
             "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",

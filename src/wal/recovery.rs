@@ -124,8 +124,8 @@ pub fn recover(
                     format!("{}; a valid record follows at offset {at}", damage.reason)
                 }
                 AfterDamage::Unsure => format!(
-                    "{}; {} MiB of the bytes after it were checked without telling whether a \
-                     valid record follows (QRUSTY_RECOVERY=truncate keeps the records before it)",
+                    "{}; the search for a valid record after it gave up after hashing {} MiB \
+                     (QRUSTY_RECOVERY=truncate keeps the records before it)",
                     damage.reason,
                     SEARCH_BUDGET_BYTES >> 20
                 ),
