@@ -354,9 +354,19 @@ impl QueueState {
         self.msgs.begin_replay();
     }
 
+    /// Makes the message table find what a replay added to it unfound
+    /// (`MessageTable::insert_deferred`); a crafted log's repeated ids are dropped, as
+    /// `insert_new` drops them.
+    fn catch_up(&mut self) {
+        for m in self.msgs.catch_up() {
+            self.credit_message(&m);
+        }
+    }
+
     /// Builds the ready index deferred by `defer_ready_index`: one sort.
     /// Requirements: PER-0031, PER-0032
     pub fn finish_replay(&mut self) {
+        self.catch_up();
         self.msgs.end_replay();
         if std::mem::take(&mut self.ready_deferred) {
             self.ready = ReadyIndex::from_sorted(self.sorted_ready());
@@ -391,8 +401,23 @@ impl QueueState {
     pub fn apply_from(&mut self, rec: &Record, spill: Option<&Spill<'_>>) -> Effect {
         let spill = spill.filter(|_| self.spills_payloads());
         let mut fx = Effect::default();
+        if !matches!(rec, Record::Published { .. } | Record::Group(_)) {
+            self.catch_up();
+        }
         match rec {
+            // A replayed publish into a queue that builds its ready index at the end and
+            // counts no duplicates: the table finds it from the next other record on. (A
+            // crafted log's repeated id is counted as ready here, and dropped then.)
+            Record::Published { msg, .. } if self.ready_deferred && self.dups.is_none() => {
+                let m = new_message(msg, spill);
+                self.charge(&m);
+                match self.msgs.insert_deferred(m) {
+                    Ok(_) => fx.became_ready = 1,
+                    Err(m) => self.credit_message(&m),
+                }
+            }
             Record::Published { msg, .. } => {
+                self.catch_up();
                 let m = new_message(msg, spill);
                 self.charge(&m);
                 fx.became_ready = u64::from(self.insert_new(m));
@@ -835,6 +860,81 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `publish` of message `n` again, under a new sequence number: only a crafted log
+    /// repeats an id.
+    fn republish(qid: u64, n: u64, seq: u64, payload: &str) -> Record {
+        let mut rec = publish(qid, n, Priority::Num(seq % 5), payload);
+        if let Record::Published { msg, .. } = &mut rec {
+            msg.seq = seq;
+        }
+        rec
+    }
+
+    // Verifies: PER-0033
+    /// A replay leaves the table to find a run of publishes once the run ends: a repeated
+    /// id among them (or of an earlier message) must still be dropped, the first message of
+    /// the id kept, and its charge given back, as a queue that found each publish at once
+    /// does; whatever record ends the run, the end of the replay included.
+    #[test]
+    fn a_repeated_id_in_a_replayed_run_of_publishes_is_dropped_as_at_once() {
+        let qid = 1;
+        let mut recs: Vec<Record> =
+            (1..=6).map(|n| publish(qid, n, Priority::Num(n), "a")).collect();
+        recs.push(republish(qid, 3, 100, "again"));
+        recs.push(Record::Locked {
+            qid,
+            id: id(3),
+            consumer: "c".into(),
+            token: 7,
+            deadline_ms: 9,
+        });
+        recs.push(republish(qid, 3, 101, "locked now"));
+        recs.push(Record::Group(vec![
+            publish(qid, 7, Priority::Num(7), "b"),
+            republish(qid, 7, 102, "twice in a group"),
+            republish(qid, 1, 103, "an old one"),
+        ]));
+        recs.push(Record::Acked { qid, id: id(2) });
+        // A freed slot: the next publish fills it.
+        recs.push(publish(qid, 8, Priority::Num(8), "c"));
+        recs.push(republish(qid, 8, 104, "d"));
+        for ordering in [Ordering::MaxFirst, Ordering::MinFirst, Ordering::Fifo] {
+            for cut in 0..=recs.len() {
+                let mut live = state(ordering, false);
+                let mut replayed = state(ordering, false);
+                replayed.defer_ready_index();
+                for r in &recs[..cut] {
+                    live.apply(r);
+                    replayed.apply(r);
+                }
+                replayed.finish_replay();
+                for r in &recs[cut..] {
+                    live.apply(r);
+                    replayed.apply(r);
+                }
+                let at = format!("{ordering:?} cut at {cut}");
+                assert_eq!(replayed.len(), live.len(), "{at}");
+                assert_eq!(replayed.peek_ready(usize::MAX), live.peek_ready(usize::MAX), "{at}");
+                assert_eq!(replayed.due_locks(u64::MAX), live.due_locks(u64::MAX), "{at}");
+                assert_eq!(replayed.held_bytes(), live.held_bytes(), "{at}");
+                for n in 1..=8 {
+                    let payload = |q: &QueueState| q.get(&id(n)).map(|m| m.payload.clone());
+                    assert_eq!(payload(&replayed), payload(&live), "{at}: message {n}");
+                }
+            }
+        }
+        // The first copy of each id is the one kept.
+        let mut q = state(Ordering::Fifo, false);
+        q.defer_ready_index();
+        recs.iter().for_each(|r| {
+            q.apply(r);
+        });
+        q.finish_replay();
+        assert_eq!(q.len(), 7);
+        assert_eq!(q.get(&id(7)).map(|m| m.seq), Some(7));
+        assert_eq!(q.get(&id(3)).and_then(|m| m.lock.as_ref()).map(|l| l.deadline_ms), Some(9));
     }
 
     // Verifies: PER-0033
