@@ -900,6 +900,11 @@ mod tests {
         // A freed slot: the next publish fills it.
         recs.push(publish(qid, 8, Priority::Num(8), "c"));
         recs.push(republish(qid, 8, 104, "d"));
+        // A run again (no slot free now), ended by a change that reads every payload.
+        recs.push(publish(qid, 9, Priority::Num(9), "e"));
+        recs.push(republish(qid, 9, 105, "f"));
+        recs.push(publish(qid, 10, Priority::Num(10), "a"));
+        recs.push(Record::DuplicatesChanged { qid, allow_duplicates: false });
         for ordering in [Ordering::MaxFirst, Ordering::MinFirst, Ordering::Fifo] {
             for cut in 0..=recs.len() {
                 let mut live = state(ordering, false);
@@ -919,21 +924,22 @@ mod tests {
                 assert_eq!(replayed.peek_ready(usize::MAX), live.peek_ready(usize::MAX), "{at}");
                 assert_eq!(replayed.due_locks(u64::MAX), live.due_locks(u64::MAX), "{at}");
                 assert_eq!(replayed.held_bytes(), live.held_bytes(), "{at}");
-                for n in 1..=8 {
+                for n in 1..=10 {
                     let payload = |q: &QueueState| q.get(&id(n)).map(|m| m.payload.clone());
                     assert_eq!(payload(&replayed), payload(&live), "{at}: message {n}");
                 }
             }
         }
-        // The first copy of each id is the one kept.
+        // The first copy of each id is the one kept (before duplicates go: 10 ids, one acked).
         let mut q = state(Ordering::Fifo, false);
         q.defer_ready_index();
-        recs.iter().for_each(|r| {
+        recs[..recs.len() - 1].iter().for_each(|r| {
             q.apply(r);
         });
         q.finish_replay();
-        assert_eq!(q.len(), 7);
+        assert_eq!(q.len(), 9);
         assert_eq!(q.get(&id(7)).map(|m| m.seq), Some(7));
+        assert_eq!(q.get(&id(9)).map(|m| m.seq), Some(9));
         assert_eq!(q.get(&id(3)).and_then(|m| m.lock.as_ref()).map(|l| l.deadline_ms), Some(9));
     }
 

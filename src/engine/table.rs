@@ -104,7 +104,8 @@ impl MessageTable {
     /// table holds a message of its id already, which only a crafted log asks for:
     /// replacing it would leave the old copy's index entries behind.
     pub fn insert(&mut self, m: Message) -> Result<(Slot, &Message), Message> {
-        debug_assert_eq!(self.indexed, self.slots.len(), "insert before catch_up");
+        // A message left waiting would stay in the slab, counted but never found again.
+        assert_eq!(self.indexed, self.slots.len(), "insert before catch_up");
         let MessageTable { table, slots, free, replay_hashes, hasher, indexed } = self;
         let hash = hasher.hash_one(m.id);
         let known = replay_hashes.as_deref().unwrap_or_default();
@@ -147,8 +148,9 @@ impl MessageTable {
     /// Otherwise (and past `MAX_MESSAGES`) the same as [`MessageTable::insert`].
     /// Requirements: PER-0033
     pub fn insert_deferred(&mut self, m: Message) -> Result<(Slot, &Message), Message> {
+        // Slots wait only while no slot is free: a freed slot is only ever pushed by a
+        // removal or a catch-up, both of which leave none waiting.
         if self.replay_hashes.is_none() || !self.free.is_empty() {
-            self.catch_up();
             return self.insert(m);
         }
         let i = match u32::try_from(self.slots.len()) {
@@ -200,7 +202,7 @@ impl MessageTable {
     /// Takes out the message of `id`, with the slot it had. The caller then calls
     /// [`MessageTable::shrink`], once the slot is out of its indexes.
     pub fn remove(&mut self, id: &MsgId) -> Option<(Slot, Message)> {
-        debug_assert_eq!(self.indexed, self.slots.len(), "a removal before catch_up");
+        assert_eq!(self.indexed, self.slots.len(), "a removal before catch_up");
         let hash = self.hash(id);
         let slots = &self.slots;
         let found = self.table.find_entry(hash, |&i| slot(slots, i).is_some_and(|m| m.id == *id));
@@ -220,7 +222,7 @@ impl MessageTable {
     // million messages and is down to a quarter of a million.
     pub fn shrink(&mut self) -> bool {
         let live = self.table.len();
-        debug_assert_eq!(self.indexed, self.slots.len(), "a shrink before catch_up");
+        assert_eq!(self.indexed, self.slots.len(), "a shrink before catch_up");
         if live == 0 && self.slots.capacity() <= KEEP_EMPTY {
             self.slots.clear();
             self.free.clear();
