@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use qrusty::clock::ManualClock;
 use qrusty::engine::*;
+use qrusty::wal::segment::segment_name;
 use qrusty::wal::{CrashMode, FileSystem, FsyncPolicy, RecoveryMode, SimFs, WalOptions};
 
 const T0: u64 = 1_700_000_000_000;
@@ -28,10 +29,14 @@ fn wal_opts(dir: &Path) -> WalOptions {
 }
 
 fn open(fs: &SimFs, clock: &Arc<ManualClock>) -> Arc<Engine> {
+    try_open(fs, clock).unwrap()
+}
+
+fn try_open(fs: &SimFs, clock: &Arc<ManualClock>) -> std::result::Result<Arc<Engine>, String> {
     let mut opts = EngineOptions::new(StorageConfig::Wal(wal_opts(&dir())));
     opts.clock = clock.clone();
     opts.fs = Some(Arc::new(fs.clone()));
-    Engine::open(opts).unwrap()
+    Engine::open(opts)
 }
 
 fn msg(priority: u64, payload: String) -> NewMessage {
@@ -292,6 +297,43 @@ async fn restart_after_compaction_equals_restart_without_it() {
     let e = open(&compacted, &clock);
     assert!(e.wal_stats().unwrap().bytes_on_disk < plain_bytes(&plain));
     assert_eq!(observe(&e).await, expected);
+}
+
+// Verifies: PER-0015
+/// The first segment after a checkpoint deleted: its records are missing between the
+/// checkpoint and the next segment, with every frame valid. The start must refuse, not
+/// come up without them (and compact the rest away).
+#[tokio::test]
+async fn a_segment_missing_after_the_checkpoint_stops_the_start() {
+    let fs = SimFs::new(6);
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = open(&fs, &clock);
+    churn(&e, "q", 2000, |_| {}).await;
+    e.compact().unwrap();
+    for i in 0..400 {
+        e.publish("q", msg(i % 7, format!("after the checkpoint {i:0>200}"))).await.unwrap();
+    }
+    e.shutdown().await;
+    drop(e);
+    let names = fs.list(&dir()).unwrap();
+    let checkpoint = names.iter().filter(|n| n.ends_with(".qckpt")).max().unwrap().clone();
+    let covers = checkpoint.trim_end_matches(".qckpt").parse::<u64>().unwrap();
+    let mut after: Vec<u64> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".qlog").and_then(|id| id.parse().ok()))
+        .filter(|id| *id >= covers)
+        .collect();
+    after.sort();
+    assert!(after.len() >= 2, "segments after the checkpoint: {after:?}");
+
+    let whole = copy_fs(&fs);
+    let expected = observe(&open(&whole, &clock)).await;
+    assert!(expected.iter().any(|line| line.contains("after the checkpoint")));
+
+    let damaged = copy_fs(&fs);
+    damaged.remove(&dir().join(segment_name(after[0]))).unwrap();
+    let err = try_open(&damaged, &clock).err().expect("the start refuses");
+    assert!(err.to_string().contains("records are missing"), "{err}");
 }
 
 fn plain_bytes(fs: &SimFs) -> u64 {

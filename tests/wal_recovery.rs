@@ -222,6 +222,83 @@ fn damage_in_an_older_segment_stops_the_start_or_truncates_everything_after_it()
     assert_eq!(replay(&fs, &small_opts()).unwrap(), expected);
 }
 
+// Verifies: PER-0015, PER-0016
+/// Records missing between segments leave every frame valid: a sealed segment cut at a
+/// record boundary, one deleted, the first one deleted. Only the LSNs show the gap, and a
+/// start must not go on without those records (acknowledged publishes lost, acked messages
+/// back) and then compact the rest away.
+#[test]
+fn records_missing_between_segments_stop_the_start_or_truncate_after_the_gap() {
+    let fx = fixture();
+    assert!(fx.files.len() >= 4, "the gap cases need four segments");
+    let in_segment = |i: usize| {
+        let (path, bytes) = &fx.files[i];
+        frame_offsets(
+            bytes,
+            parse_segment_name(path.file_name().unwrap().to_str().unwrap()).unwrap(),
+        )
+    };
+    let before = |i: usize| (0..i).map(|j| in_segment(j).len() - 1).sum::<usize>();
+    let second = in_segment(1);
+    type Files = Vec<(std::path::PathBuf, Vec<u8>)>;
+    let cases: Vec<(&str, Files, usize, usize)> = vec![
+        // (case, files, the segment the start must name, records before the gap)
+        (
+            "a sealed segment cut after a record",
+            {
+                let mut files = fx.files.clone();
+                files[1].1.truncate(second[2]);
+                files
+            },
+            2,
+            before(1) + 2,
+        ),
+        (
+            "a sealed segment cut to its header",
+            {
+                let mut files = fx.files.clone();
+                files[1].1.truncate(HEADER_LEN);
+                files
+            },
+            2,
+            before(1),
+        ),
+        (
+            "a middle segment deleted",
+            {
+                let mut files = fx.files.clone();
+                files.remove(2);
+                files
+            },
+            2,
+            before(2),
+        ),
+        ("the first segment deleted", fx.files[1..].to_vec(), 0, 0),
+    ];
+    for (case, files, gap_at, kept) in cases {
+        let err = replay(&fs_with(&files), &small_opts()).expect_err(case);
+        match err {
+            WalError::Corrupt { file, offset, reason } => {
+                assert_eq!(file, files[gap_at].0, "{case}");
+                assert_eq!(offset, 0, "{case}");
+                assert!(reason.contains("records are missing"), "{case}: {reason}");
+            }
+            other => panic!("{case}: unexpected {other}"),
+        }
+        // Truncate mode keeps what precedes the gap, and the log then starts cleanly.
+        let fs = fs_with(&files);
+        assert_eq!(replay(&fs, &truncating(&small_opts())).unwrap(), records(0..kept), "{case}");
+        let (wal, _, _) = open(&fs, &small_opts()).unwrap();
+        append_all(&wal, &records(7000..7002));
+        wal.close().unwrap();
+        let mut expected = records(0..kept);
+        expected.extend(records(7000..7002));
+        assert_eq!(replay(&fs, &small_opts()).unwrap(), expected, "{case}");
+    }
+    // The log as written starts without complaint.
+    assert_eq!(replay(&fs_with(&fx.files), &small_opts()).unwrap(), records(0..RECORDS));
+}
+
 // Verifies: PER-0012
 #[test]
 fn a_record_rejected_by_replay_aborts_the_open_naming_its_place() {

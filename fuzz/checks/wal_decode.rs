@@ -188,6 +188,8 @@ pub enum Expect {
 /// The reference reader: FORMAT.md, "Reading a log", for segments only.
 pub fn expect(files: &[(u64, Vec<u8>)], mode: RecoveryMode) -> Expect {
     let mut records = Vec::new();
+    // LSNs run on from segment to segment, from 1 (these logs have no checkpoint).
+    let mut next_lsn = 1;
     for (index, (id, b)) in files.iter().enumerate() {
         let newest = index + 1 == files.len();
         let magic = b.len() >= 8 && &b[..8] == b"QRUSTYWL";
@@ -201,7 +203,10 @@ pub fn expect(files: &[(u64, Vec<u8>)], mode: RecoveryMode) -> Expect {
             damage = Some(0);
         } else if u32_at(b, 8) != 2 || u32_at(b, 12) != 0 || u32_at(b, 32) != 0 {
             return Expect::Fails(records);
-        } else if u64_at(b, 16) != *id || !(1..=1 << 62).contains(&u64_at(b, 24)) {
+        } else if u64_at(b, 16) != *id
+            || !(1..=1 << 62).contains(&u64_at(b, 24))
+            || u64_at(b, 24) != next_lsn
+        {
             damage = Some(0);
         } else {
             first_lsn = u64_at(b, 24);
@@ -220,7 +225,10 @@ pub fn expect(files: &[(u64, Vec<u8>)], mode: RecoveryMode) -> Expect {
                 None => damage = Some(at),
             }
         }
-        let Some(off) = damage else { continue };
+        let Some(off) = damage else {
+            next_lsn = first_lsn + n;
+            continue;
+        };
         let valid_follows = (off + 1..b.len())
             .any(|at| frame_at(b, at, *id).is_some_and(|len| len <= MAX_RECORD as usize));
         if mode == RecoveryMode::Strict && (valid_follows || !newest) {

@@ -51,6 +51,42 @@ pub struct Tail {
     pub next_lsn: u64,
 }
 
+/// The first LSN the next segment's header may give. Each segment starts where the one
+/// before it ended; the first one after a checkpoint at or before the LSN after the last
+/// the checkpoint reflects (the checkpoint may reflect records of that segment too), and
+/// with no checkpoint, at 1. A gap means records are missing: a segment deleted or cut at
+/// a record boundary, which no frame check sees.
+/// Requirements: PER-0015
+enum NextLsn {
+    Exactly(u64),
+    AtMost(u64),
+}
+
+impl NextLsn {
+    /// Why the segment in `bytes` does not follow, if it does not; `None` too for a
+    /// header the scan will find damaged.
+    fn gap(&self, bytes: &[u8], id: u64) -> Option<String> {
+        let header = frame::decode_header(bytes).ok()?;
+        let first = header.first_lsn;
+        if header.id != id || !(1..=MAX_FIRST_LSN).contains(&first) {
+            return None;
+        }
+        match *self {
+            NextLsn::Exactly(want) if first != want => Some(format!(
+                "the segment starts at LSN {first} where the log before it ends at LSN {}: \
+                 records are missing (a segment deleted or cut short)",
+                want - 1
+            )),
+            NextLsn::AtMost(most) if first > most => Some(format!(
+                "the segment starts at LSN {first} where the checkpoint ends at LSN {}: \
+                 records are missing (a segment deleted or cut short)",
+                most - 1
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Where and why a segment stops being valid.
 struct Damage {
     offset: u64,
@@ -88,13 +124,26 @@ pub fn recover(
         all_segments.into_iter().filter(|(id, _)| *id >= covers_below).collect();
     let mut tail: Option<Tail> = None;
     let mut sealed = Vec::new();
+    let mut next = match loaded {
+        Some((_, lsn, _)) => NextLsn::AtMost(lsn + 1),
+        None => NextLsn::Exactly(1),
+    };
 
     for (index, (id, path)) in segments.iter().enumerate() {
         let newest = index + 1 == segments.len();
         let bytes = fs.read(path)?;
         let file = fs.open_read(path)?;
         let indexed = Indexed { locator, file };
-        let scan = scan_segment(&bytes, *id, MAX_RECORD_BYTES, path, &indexed, visit)?;
+        // A gap is damage before the segment's first record: none of its records is
+        // replayed, as none after a damaged record is.
+        let scan = match next.gap(&bytes, *id) {
+            Some(reason) => {
+                let damage = Some(Damage { offset: 0, reason });
+                Scan { valid_len: 0, records: 0, first_lsn: 0, damage }
+            }
+            None => scan_segment(&bytes, *id, MAX_RECORD_BYTES, path, &indexed, visit)?,
+        };
+        next = NextLsn::Exactly(scan.first_lsn + scan.records);
         summary.records += scan.records;
         if scan.first_lsn > 0 {
             last_lsn = last_lsn.max(scan.first_lsn + scan.records - 1);
