@@ -118,6 +118,20 @@ async fn prometheus_metrics_report_gauges_and_counters() {
     s.stop().await;
 }
 
+// Verifies: API-0023
+/// A queue name may hold a quote or a backslash: unescaped, it would end the label value
+/// early, and a scraper refuses the whole page.
+#[tokio::test]
+async fn prometheus_label_values_escape_quotes_and_backslashes() {
+    let s = TestServer::start().await;
+    let name = r#"q"} 99\x"#;
+    s.publish(name, json!(1), "p").await;
+    let text = s.get("/metrics").await.text();
+    let want = r#"qrusty_queue_available{queue="q\"} 99\\x"} 1"#;
+    assert!(text.lines().any(|l| l == want), "missing {want:?} in:\n{text}");
+    s.stop().await;
+}
+
 /// Every route the contract names (http-api.md §2 and changes.md §3).
 const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),

@@ -28,7 +28,7 @@ pub fn render(engine: &Engine, slots: &ServerSlots) -> HandlerResult {
     let locked = Family::<QueueLabels, Gauge>::default();
     let dead = Family::<QueueLabels, Gauge>::default();
     for s in engine.stats() {
-        let labels = vec![("queue", s.name.clone())];
+        let labels = vec![("queue", label_value(&s.name))];
         available.get_or_create(&labels).set(gauge_value(s.available));
         locked.get_or_create(&labels).set(gauge_value(s.locked));
         dead.get_or_create(&labels).set(gauge_value(s.dead_lettered));
@@ -167,6 +167,23 @@ impl EncodeMetric for FsyncHistogram {
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
     }
+}
+
+/// `text` as a label value of the text format: prometheus-client writes label values as
+/// given, and a queue name may hold `"` or `\`, which would end the value early and make
+/// the whole scrape unreadable.
+/// Requirements: API-0023
+fn label_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn gauge_value(count: u64) -> i64 {
