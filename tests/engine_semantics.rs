@@ -257,7 +257,7 @@ async fn the_metrics_sampler_does_not_block_other_operations() {
         clock.advance_ms(1000);
         e.sample_metrics();
     }
-    let points = e.metrics_series("q");
+    let points = e.metrics_series("q").unwrap();
     assert_eq!(points.len(), 3);
     assert_eq!(points[2].total, 1);
     assert!(e.queue_stats("q").unwrap().publish_rate_per_sec > 0.0);

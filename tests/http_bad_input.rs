@@ -125,6 +125,9 @@ async fn invalid_queue_names_are_400_everywhere() {
     refused(&s, consume, 400, "invalid_queue_name").await;
     let purge = s.post_empty("/purge-queue/_x").await;
     refused(&s, purge, 400, "invalid_queue_name").await;
+    for read in ["/queue-stats/_x", "/queues/_x/metrics"] {
+        refused(&s, s.get(read).await, 400, "invalid_queue_name").await;
+    }
 
     assert_eq!(s.get("/queues").await.json(), json!([]));
     s.stop().await;

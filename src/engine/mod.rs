@@ -563,8 +563,11 @@ impl Engine {
     }
 
     /// The 1 s metrics series of a queue, oldest first (at most 61 points).
-    pub fn metrics_series(&self, name: &str) -> Vec<MetricPoint> {
-        self.rates.series(name)
+    /// An unknown queue's series is empty; a name no queue could have is refused, as
+    /// every other route refuses it.
+    pub fn metrics_series(&self, name: &str) -> Result<Vec<MetricPoint>> {
+        validate_queue_name(name)?;
+        Ok(self.rates.series(name))
     }
 
     /// Engine-wide event counters for `/metrics`.

@@ -132,7 +132,7 @@ async fn dispatch(state: &ApiState, spec: &RouteSpec, req: ApiRequest) -> Handle
         RouteId::NackBatch => consume::nack_batch(engine, req).await,
         RouteId::Stats => Ok(stats::all(engine)),
         RouteId::QueueStats => stats::one(engine, req.param(0)),
-        RouteId::QueueMetrics => Ok(stats::series(engine, req.param(0))),
+        RouteId::QueueMetrics => stats::series(engine, req.param(0)),
         RouteId::DlqList => dlq::list(engine, req),
         RouteId::DlqRedrive => dlq::redrive(engine, req).await,
         RouteId::DlqPurge => dlq::purge(engine, req).await,

@@ -101,7 +101,7 @@ pub fn one(engine: &Engine, queue: &str) -> HandlerResult {
 }
 
 /// Requirements: API-0022
-pub fn series(engine: &Engine, queue: &str) -> Response {
-    let points = engine.metrics_series(queue).into_iter().map(PointReply::from).collect();
-    json_reply(&SeriesReply { queue, resolution_seconds: 1, window_seconds: 60, points })
+pub fn series(engine: &Engine, queue: &str) -> HandlerResult {
+    let points = engine.metrics_series(queue)?.into_iter().map(PointReply::from).collect();
+    Ok(json_reply(&SeriesReply { queue, resolution_seconds: 1, window_seconds: 60, points }))
 }
