@@ -129,9 +129,13 @@ async fn nack_dead_letters_after_max_retries_and_expiry_counts_too() {
     clock.advance_ms(30_001);
     let s = e.queue_stats("q").unwrap();
     assert_eq!((s.available, s.locked, s.dead_lettered), (0, 0, 2));
+    // The listing shows it at once too, before anything settles the lock, as it will be.
+    let unsettled = e.dlq_list("q", 10).unwrap();
+    assert_eq!(unsettled.len(), 2);
+    assert_eq!(e.dlq_list("q", 1).unwrap(), unsettled[..1]);
     assert!(take(&e, "q", "w").await.is_none());
     let dl = e.dlq_list("q", 10).unwrap();
-    assert_eq!(dl.len(), 2);
+    assert_eq!(dl, unsettled);
     assert_eq!(e.dlq_redrive("q", None).await.unwrap(), 2);
     let d = take(&e, "q", "w").await.unwrap();
     assert_eq!(d.retry_count, 1);

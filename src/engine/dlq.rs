@@ -14,18 +14,23 @@ impl Engine {
         validate_queue_name(queue)?;
         let cat = self.catalog.read();
         let Some(q) = cat.get(queue) else { return Ok(Vec::new()) };
+        let now = self.clock.now_ms();
         let st = q.state.lock();
+        // Expiry is exact: a lock past its deadline with its retries used up is listed as
+        // the dead letter it is, although nothing has settled it yet (a read never writes).
+        let settled = st.dead_letters().map(|d| (&d.msg, d.at_ms));
         // Payloads in the log are read under the queue's lock, which keeps a compaction
         // from moving them meanwhile.
-        st.dead_letters()
+        settled
+            .chain(st.due_dead_letters(now))
             .take(limit)
-            .map(|d| {
+            .map(|(m, at_ms)| {
                 Ok(DeadLetterView {
-                    id: format_id(&d.msg.id),
-                    payload: self.payload_text(&d.msg.payload)?,
-                    priority: d.msg.priority.clone(),
-                    retry_count: d.msg.retry_count,
-                    dead_lettered_at_ms: d.at_ms,
+                    id: format_id(&m.id),
+                    payload: self.payload_text(&m.payload)?,
+                    priority: m.priority.clone(),
+                    retry_count: m.retry_count,
+                    dead_lettered_at_ms: at_ms,
                 })
             })
             .collect()

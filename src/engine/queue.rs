@@ -243,6 +243,17 @@ impl QueueState {
         (requeue, dead)
     }
 
+    /// The locked messages whose lock expired by `now_ms` with their retries used up, with
+    /// their deadlines: the dead letters they become once settled, in the order they are
+    /// added then. A read lists them without writing, as stats count them.
+    /// Requirements: DLV-0011
+    pub fn due_dead_letters(&self, now_ms: u64) -> impl Iterator<Item = (&Message, u64)> {
+        self.due_lock_entries(now_ms).filter_map(move |e| {
+            let m = self.msgs.get(e.value())?;
+            (m.retry_count >= m.max_retries).then_some((m, e.key().0))
+        })
+    }
+
     /// Deadline of the lock that expires first.
     pub fn next_deadline(&self) -> Option<u64> {
         self.locks.front().map(|e| e.key().0)
