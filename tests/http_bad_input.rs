@@ -69,6 +69,10 @@ async fn wrong_field_types_and_missing_fields_are_422_invalid_request() {
         ("/publish", json!([1, 2])),
         ("/create-queue", json!({"name": "q"})),
         ("/create-queue", json!({"name": "q", "config": {"allow_duplicates": "yes"}})),
+        // serde_json reports an enum given anything but a string as a syntax error.
+        ("/create-queue", json!({"name": "q", "config": {"ordering": 1}})),
+        ("/create-queue", json!({"name": "q", "config": {"priority_kind": null}})),
+        ("/create-queue", json!({"name": "q", "config": {"ordering": {}}})),
         ("/update-queue", json!({"name": "q"})),
         ("/consume/q", json!({})),
         ("/consume/q", json!({"consumer_id": 5})),

@@ -94,17 +94,17 @@ impl ApiRequest {
     }
 }
 
-/// Parses a body. serde_json stops at the first problem, so a shape error can hide a
-/// syntax error further on (`{"a":1}}` misses a field before the stray brace is seen);
-/// such a body is not JSON and gets the 400, found by a second, shape-free pass.
+/// Parses a body. A failure is told apart by a second, shape-free pass: serde_json stops
+/// at the first problem, so a shape error can hide a syntax error further on (`{"a":1}}`
+/// misses a field before the stray brace is seen: not JSON, a 400), and it reports some
+/// shape errors as syntax errors (an enum such as `ordering` given a number: valid JSON of
+/// the wrong shape, a 422).
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|err| {
-        if err.is_data() {
-            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                return ApiError::from_json_error(&syntax);
-            }
+        match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(syntax) => ApiError::from_json_error(&syntax),
+            Ok(_) => ApiError::invalid_request(format!("body has the wrong shape: {err}")),
         }
-        ApiError::from_json_error(&err)
     })
 }
 
