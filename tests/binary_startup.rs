@@ -16,6 +16,25 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (Linux: the
+/// socket's inode in /proc/net/tcp among the process's descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    let inode = table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // Fields: slot, local address, remote address, state (0A: listening), ..., inode.
+        (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+            .then(|| fields.get(9).map(|i| i.to_string()))
+            .flatten()
+    });
+    let Some(inode) = inode else { return false };
+    let socket = format!("socket:[{inode}]");
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == socket))
+}
+
 /// A server process whose stdout and stderr go to files in `dir`.
 struct Proc {
     child: Child,
@@ -40,13 +59,19 @@ fn spawn(dir: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
 }
 
 impl Proc {
+    /// Waits until this server listens on its port and answers /health: the port was
+    /// free when picked, but another process may have taken it before the server bound
+    /// it, and a /health answer would then come from that one.
     async fn wait_healthy(&mut self) {
         let client = reqwest::Client::new();
+        let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
         let end = Instant::now() + Duration::from_secs(30);
         while Instant::now() < end {
-            if let Ok(r) = client.get(format!("{}/health", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
+            if listens_on(self.child.id(), port) {
+                if let Ok(r) = client.get(format!("{}/health", self.base)).send().await {
+                    if r.status().is_success() {
+                        return;
+                    }
                 }
             }
             if let Some(status) = self.child.try_wait().unwrap() {
