@@ -120,6 +120,9 @@ pub fn is_json_media_type(value: &str) -> bool {
 }
 
 /// Requirements: API-0004, SYS-0024
+// Limitation: the cap counts bytes as they arrive. A chunked body whose chunk header
+// announces more than the cap is refused only once that many bytes came, or when the idle
+// timeout closes a client that sends no more: hyper does not hand the announced size on.
 async fn read_capped(mut body: BodyStream, limit: usize) -> Result<Bytes, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {

@@ -153,6 +153,8 @@ async fn dispatch(state: &ApiState, spec: &RouteSpec, req: ApiRequest) -> Handle
 
 /// Splits a path into percent-decoded segments; None when one is not UTF-8 after decoding.
 /// Requirements: API-0006
+// Limitation: such a path gets 404 not_found, even where the segment is in a queue name's
+// place, which would otherwise get 400 invalid_queue_name.
 fn decode_segments(path: &str) -> Option<Vec<String>> {
     path.trim_start_matches('/')
         .split('/')
