@@ -183,9 +183,9 @@ pub struct Config {
     pub ws_ping_timeout_secs: u64,
 
     /// Seconds a connection may go without a byte moving either way before it is closed,
-    /// a half-sent request and a reply the client stopped reading included; 0 means never. Must be above the WebSocket ping
-    /// interval plus its timeout and above the 20 s long-poll maximum, or live clients
-    /// would be cut.
+    /// a half-sent request and a reply the client stopped reading included; 0 means never.
+    /// Must be above the WebSocket ping interval plus its timeout and above the 20 s
+    /// long-poll maximum, or live clients would be cut.
     #[arg(long, env = "QRUSTY_IDLE_TIMEOUT_SECS", default_value_t = 120)]
     pub idle_timeout_secs: u64,
 }

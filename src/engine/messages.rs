@@ -401,7 +401,7 @@ impl Engine {
 
     /// Requirements: DLV-0009, DLV-0010
     fn nack_record(&self, qid: u64, m: &Message) -> (Record, NackOutcome) {
-        if m.retry_count >= m.max_retries {
+        if m.retries_used_up() {
             let at_ms = self.clock.now_ms();
             (Record::DeadLettered { qid, id: m.id, at_ms }, NackOutcome::DeadLettered)
         } else {

@@ -57,6 +57,12 @@ impl Message {
     pub fn key(&self, ordering: Ordering) -> ReadyKey {
         ReadyKey::new(ordering, &self.priority, self.seq)
     }
+
+    /// A nack or an expired lock now makes this message a dead letter, not ready again.
+    /// Requirements: DLV-0009, DLV-0011
+    pub fn retries_used_up(&self) -> bool {
+        self.retry_count >= self.max_retries
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -235,7 +241,7 @@ impl QueueState {
         let mut dead = 0;
         for e in self.due_lock_entries(now_ms) {
             match self.msgs.get(e.value()) {
-                Some(m) if m.retry_count >= m.max_retries => dead += 1,
+                Some(m) if m.retries_used_up() => dead += 1,
                 Some(_) => requeue += 1,
                 None => {}
             }
@@ -250,7 +256,7 @@ impl QueueState {
     pub fn due_dead_letters(&self, now_ms: u64) -> impl Iterator<Item = (&Message, u64)> {
         self.due_lock_entries(now_ms).filter_map(move |e| {
             let m = self.msgs.get(e.value())?;
-            (m.retry_count >= m.max_retries).then_some((m, e.key().0))
+            m.retries_used_up().then_some((m, e.key().0))
         })
     }
 
@@ -412,23 +418,15 @@ impl QueueState {
     pub fn apply_from(&mut self, rec: &Record, spill: Option<&Spill<'_>>) -> Effect {
         let spill = spill.filter(|_| self.spills_payloads());
         let mut fx = Effect::default();
-        if !matches!(rec, Record::Published { .. } | Record::Group(_)) {
+        // Records that only add messages may leave them for the table to find later
+        // (`insert`); every other one reads or changes what the table finds. A group
+        // decides record by record.
+        let adds_only = matches!(rec, Record::Published { .. } | Record::MessagesSnapshot { .. });
+        if !adds_only && !matches!(rec, Record::Group(_)) {
             self.catch_up();
         }
         match rec {
-            // A replayed publish into a queue that builds its ready index at the end and
-            // counts no duplicates: the table finds it from the next other record on. (A
-            // crafted log's repeated id is counted as ready here, and dropped then.)
-            Record::Published { msg, .. } if self.ready_deferred && self.dups.is_none() => {
-                let m = new_message(msg, spill);
-                self.charge(&m);
-                match self.msgs.insert_deferred(m) {
-                    Ok(_) => fx.became_ready = 1,
-                    Err(m) => self.credit_message(&m),
-                }
-            }
             Record::Published { msg, .. } => {
-                self.catch_up();
                 let m = new_message(msg, spill);
                 self.charge(&m);
                 fx.became_ready = u64::from(self.insert_new(m));
@@ -620,7 +618,16 @@ impl QueueState {
     /// Puts a message into the map and the index its lock state calls for; refuses (returns)
     /// one whose id the map holds, so that no index entry outlives its message.
     fn insert(&mut self, m: Message) -> Result<&Message, Message> {
-        let (i, m) = self.msgs.insert(m)?;
+        // While a replay defers the ready index, a ready message of a queue without a
+        // duplicate set goes into the slab alone, for the table to find at the next
+        // catch-up (a crafted log's repeated id is counted as inserted here, and dropped
+        // then); any other insert needs the table to find every message first.
+        let (i, m) = if m.lock.is_none() && self.ready_deferred && self.dups.is_none() {
+            self.msgs.insert_deferred(m)?
+        } else {
+            self.catch_up();
+            self.msgs.insert(m)?
+        };
         match &m.lock {
             Some(l) => {
                 self.locks.insert((l.deadline_ms, m.seq), m.id);
@@ -736,6 +743,7 @@ fn published_form(m: &Message, payload: String) -> PublishedMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::record::SnapshotLock;
     use crate::engine::types::PriorityKind;
 
     fn id(n: u64) -> MsgId {
@@ -915,6 +923,21 @@ mod tests {
         recs.push(publish(qid, 9, Priority::Num(9), "e"));
         recs.push(republish(qid, 9, 105, "f"));
         recs.push(publish(qid, 10, Priority::Num(10), "a"));
+        // A checkpoint's messages wait too, but a locked one (12) needs the table first.
+        let restored = |rec: Record, lock: Option<SnapshotLock>| match rec {
+            Record::Published { msg, .. } => SnapshotMessage { msg, retry_count: 1, lock },
+            _ => unreachable!("publish gives a Published record"),
+        };
+        let lock = SnapshotLock { consumer: "c".into(), token: 8, deadline_ms: 20 };
+        recs.push(Record::MessagesSnapshot {
+            qid,
+            msgs: vec![
+                restored(publish(qid, 11, Priority::Num(11), "g"), None),
+                restored(republish(qid, 4, 106, "restored again"), None),
+                restored(publish(qid, 12, Priority::Num(12), "h"), Some(lock)),
+                restored(republish(qid, 11, 107, "restored twice"), None),
+            ],
+        });
         recs.push(Record::DuplicatesChanged { qid, allow_duplicates: false });
         for ordering in [Ordering::MaxFirst, Ordering::MinFirst, Ordering::Fifo] {
             for cut in 0..=recs.len() {
@@ -935,22 +958,24 @@ mod tests {
                 assert_eq!(replayed.peek_ready(usize::MAX), live.peek_ready(usize::MAX), "{at}");
                 assert_eq!(replayed.due_locks(u64::MAX), live.due_locks(u64::MAX), "{at}");
                 assert_eq!(replayed.held_bytes(), live.held_bytes(), "{at}");
-                for n in 1..=10 {
+                for n in 1..=12 {
                     let payload = |q: &QueueState| q.get(&id(n)).map(|m| m.payload.clone());
                     assert_eq!(payload(&replayed), payload(&live), "{at}: message {n}");
                 }
             }
         }
-        // The first copy of each id is the one kept (before duplicates go: 10 ids, one acked).
+        // The first copy of each id is the one kept (before duplicates go: 12 ids, one acked).
         let mut q = state(Ordering::Fifo, false);
         q.defer_ready_index();
         recs[..recs.len() - 1].iter().for_each(|r| {
             q.apply(r);
         });
         q.finish_replay();
-        assert_eq!(q.len(), 9);
+        assert_eq!(q.len(), 11);
         assert_eq!(q.get(&id(7)).map(|m| m.seq), Some(7));
         assert_eq!(q.get(&id(9)).map(|m| m.seq), Some(9));
+        assert_eq!(q.get(&id(4)).map(|m| m.seq), Some(4));
+        assert_eq!(q.get(&id(11)).map(|m| m.seq), Some(11));
         assert_eq!(q.get(&id(3)).and_then(|m| m.lock.as_ref()).map(|l| l.deadline_ms), Some(9));
     }
 

@@ -43,9 +43,9 @@ pub struct MessageTable {
     /// it from this array of 8-byte entries instead of from the slots, 88 bytes apart and a
     /// cache miss each (a fifth of a restart at a million). Dropped when replay ends.
     replay_hashes: Option<Vec<u64>>,
-    /// While a restart replays the log: the slots from here on hold messages the table
-    /// does not find yet (`insert_deferred`); `slots.len()` when it finds every one.
-    indexed: usize,
+    /// While a restart replays the log: how many of the last slots hold messages the table
+    /// does not find yet (`insert_deferred`); 0 when it finds every one.
+    waiting: usize,
     // Randomly keyed, as std's maps are: the ids replayed from a log are not trusted to
     // be the random ones the server generates. foldhash, not std's SipHash: a growing
     // table hashes every id again (a restart grows it from nothing), and SipHash took a
@@ -62,6 +62,11 @@ fn slot(slots: &[Option<Message>], i: u32) -> Option<&Message> {
     slots.get(i as usize).and_then(Option::as_ref)
 }
 
+/// The number a slot added at the end of `slots` gets: none past `MAX_MESSAGES`.
+fn next_slot(slots: &[Option<Message>]) -> Option<Slot> {
+    u32::try_from(slots.len()).ok().filter(|&i| (i as usize) < MAX_MESSAGES)
+}
+
 /// The hash of the id in slot `i`, for a table that grows or is rebuilt.
 fn slot_hash(hasher: &RandomState, slots: &[Option<Message>], i: u32) -> u64 {
     slot(slots, i).map_or(0, |m| hasher.hash_one(m.id))
@@ -71,7 +76,7 @@ impl MessageTable {
     /// Messages held; while replay defers some, a crafted log's repeated ids among them
     /// count until `catch_up` drops them.
     pub fn len(&self) -> usize {
-        self.table.len() + (self.slots.len() - self.indexed)
+        self.table.len() + self.waiting
     }
 
     fn hash(&self, id: &MsgId) -> u64 {
@@ -79,7 +84,7 @@ impl MessageTable {
     }
 
     fn find(&self, id: &MsgId) -> Option<u32> {
-        debug_assert_eq!(self.indexed, self.slots.len(), "a lookup before catch_up");
+        debug_assert_eq!(self.waiting, 0, "a lookup before catch_up");
         let slots = &self.slots;
         let found =
             self.table.find(self.hash(id), |&i| slot(slots, i).is_some_and(|m| m.id == *id));
@@ -105,8 +110,8 @@ impl MessageTable {
     /// replacing it would leave the old copy's index entries behind.
     pub fn insert(&mut self, m: Message) -> Result<(Slot, &Message), Message> {
         // A message left waiting would stay in the slab, counted but never found again.
-        assert_eq!(self.indexed, self.slots.len(), "insert before catch_up");
-        let MessageTable { table, slots, free, replay_hashes, hasher, indexed } = self;
+        assert_eq!(self.waiting, 0, "insert before catch_up");
+        let MessageTable { table, slots, free, replay_hashes, hasher, .. } = self;
         let hash = hasher.hash_one(m.id);
         let known = replay_hashes.as_deref().unwrap_or_default();
         let entry = table.entry(
@@ -120,16 +125,13 @@ impl MessageTable {
         let Entry::Vacant(e) = entry else { return Err(m) };
         let i = match free.pop() {
             Some(i) => i,
-            None => match u32::try_from(slots.len()) {
-                Ok(i) if (i as usize) < MAX_MESSAGES => {
-                    slots.push(None);
-                    i
-                }
-                _ => return Err(m),
-            },
+            None => {
+                let Some(i) = next_slot(slots) else { return Err(m) };
+                slots.push(None);
+                i
+            }
         };
         e.insert(i);
-        *indexed = slots.len();
         if let Some(known) = replay_hashes {
             if known.len() <= i as usize {
                 known.resize(i as usize + 1, 0);
@@ -153,11 +155,9 @@ impl MessageTable {
         if self.replay_hashes.is_none() || !self.free.is_empty() {
             return self.insert(m);
         }
-        let i = match u32::try_from(self.slots.len()) {
-            Ok(i) if (i as usize) < MAX_MESSAGES => i,
-            _ => return Err(m),
-        };
+        let Some(i) = next_slot(&self.slots) else { return Err(m) };
         self.slots.push(Some(m));
+        self.waiting += 1;
         let m = self.slots[i as usize].as_ref().expect("just pushed");
         Ok((i, m))
     }
@@ -166,11 +166,11 @@ impl MessageTable {
     /// held already (only a crafted log repeats one), taken out as `insert` would have
     /// refused them: the first message of an id stays.
     pub fn catch_up(&mut self) -> Vec<Message> {
-        let from = self.indexed;
-        let MessageTable { table, slots, free, replay_hashes, hasher, indexed } = self;
-        if from == slots.len() {
+        if self.waiting == 0 {
             return Vec::new();
         }
+        let from = self.slots.len() - std::mem::take(&mut self.waiting);
+        let MessageTable { table, slots, free, replay_hashes, hasher, .. } = self;
         let known = replay_hashes.get_or_insert_with(Vec::new);
         known.resize(slots.len(), 0);
         // Every hash first: the growth below reads those of the slots it moves.
@@ -195,14 +195,13 @@ impl MessageTable {
                 }
             }
         }
-        *indexed = slots.len();
         repeated
     }
 
     /// Takes out the message of `id`, with the slot it had. The caller then calls
     /// [`MessageTable::shrink`], once the slot is out of its indexes.
     pub fn remove(&mut self, id: &MsgId) -> Option<(Slot, Message)> {
-        assert_eq!(self.indexed, self.slots.len(), "a removal before catch_up");
+        assert_eq!(self.waiting, 0, "a removal before catch_up");
         let hash = self.hash(id);
         let slots = &self.slots;
         let found = self.table.find_entry(hash, |&i| slot(slots, i).is_some_and(|m| m.id == *id));
@@ -222,11 +221,10 @@ impl MessageTable {
     // million messages and is down to a quarter of a million.
     pub fn shrink(&mut self) -> bool {
         let live = self.table.len();
-        assert_eq!(self.indexed, self.slots.len(), "a shrink before catch_up");
+        assert_eq!(self.waiting, 0, "a shrink before catch_up");
         if live == 0 && self.slots.capacity() <= KEEP_EMPTY {
             self.slots.clear();
             self.free.clear();
-            self.indexed = 0;
             false
         } else if live == 0 {
             self.clear();
@@ -252,7 +250,6 @@ impl MessageTable {
             table.insert_unique(slot_hash(hasher, &slots, i), i, rehash);
         }
         self.table = table;
-        self.indexed = slots.len();
         self.slots = slots;
         self.free = Vec::new();
         if self.replay_hashes.is_some() {

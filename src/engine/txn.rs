@@ -134,7 +134,7 @@ impl<'a> Txn<'a> {
         for id in due {
             let Some(m) = self.state.get(&id) else { continue };
             let deadline = m.lock.as_ref().map_or(now_ms, |l| l.deadline_ms);
-            if m.retry_count >= m.max_retries {
+            if m.retries_used_up() {
                 dead += 1;
                 recs.push(Record::DeadLettered { qid, id, at_ms: deadline });
             } else {

@@ -63,14 +63,8 @@ enum NextLsn {
 }
 
 impl NextLsn {
-    /// Why the segment in `bytes` does not follow, if it does not; `None` too for a
-    /// header the scan will find damaged.
-    fn gap(&self, bytes: &[u8], id: u64) -> Option<String> {
-        let header = frame::decode_header(bytes).ok()?;
-        let first = header.first_lsn;
-        if header.id != id || !(1..=MAX_FIRST_LSN).contains(&first) {
-            return None;
-        }
+    /// Why a segment whose header gives `first` does not follow, if it does not.
+    fn gap(&self, first: u64) -> Option<String> {
         match *self {
             NextLsn::Exactly(want) if first != want => Some(format!(
                 "the segment starts at LSN {first} where the log before it ends at LSN {}: \
@@ -134,15 +128,7 @@ pub fn recover(
         let bytes = fs.read(path)?;
         let file = fs.open_read(path)?;
         let indexed = Indexed { locator, file };
-        // A gap is damage before the segment's first record: none of its records is
-        // replayed, as none after a damaged record is.
-        let scan = match next.gap(&bytes, *id) {
-            Some(reason) => {
-                let damage = Some(Damage { offset: 0, reason });
-                Scan { valid_len: 0, records: 0, first_lsn: 0, damage }
-            }
-            None => scan_segment(&bytes, *id, MAX_RECORD_BYTES, path, &indexed, visit)?,
-        };
+        let scan = scan_segment(&bytes, *id, MAX_RECORD_BYTES, &next, path, &indexed, visit)?;
         next = NextLsn::Exactly(scan.first_lsn + scan.records);
         summary.records += scan.records;
         if scan.first_lsn > 0 {
@@ -306,15 +292,21 @@ fn scan_segment(
     bytes: &[u8],
     id: u64,
     max_record_bytes: u32,
+    next: &NextLsn,
     path: &Path,
     indexed: &Indexed<'_>,
     visit: &mut AddressedVisit<'_>,
 ) -> Result<Scan, WalError> {
     let mut first_lsn = 0;
     let header_damage = match frame::decode_header(bytes) {
+        // A gap is damage before the segment's first record: none of its records is
+        // replayed, as none after a damaged record is (and `first_lsn` stays 0).
         Ok(header) if header.id == id && (1..=MAX_FIRST_LSN).contains(&header.first_lsn) => {
-            first_lsn = header.first_lsn;
-            None
+            let gap = next.gap(header.first_lsn);
+            if gap.is_none() {
+                first_lsn = header.first_lsn;
+            }
+            gap
         }
         Ok(header) if header.id == id => {
             Some(format!("header gives first LSN {}, outside 1..=2^62", header.first_lsn))
